@@ -1,0 +1,26 @@
+//! spillway's benchmarks as a library: each runner generates trades, runs the trades query
+//! (`examples/trades.sql`) through the engine, checks the result against an oracle computed
+//! from the same trades, and only then reports its figures. The `spillway-bench` binary and
+//! the smoke tests (`tests/smoke.rs`) call these runners.
+//!
+//! Map:
+//! - `trades_data.rs`: generated trades as JSON lines and their oracle.
+//! - `trades_query.rs`: the query with its tables pointed at a benchmark's connectors.
+//! - `checking_sink.rs`: the sink that keeps and checks the result rows.
+//! - `figures.rs`: throughput, stage split, medians, text and JSON.
+//! - `memory_bench.rs`, `kafka_bench.rs`, `file_bench.rs`: the three benchmarks.
+
+pub mod checking_sink;
+pub mod error;
+pub mod figures;
+pub mod file_bench;
+pub mod kafka_bench;
+pub mod memory_bench;
+pub mod trades_data;
+pub mod trades_query;
+
+pub use error::{BenchError, Result};
+pub use figures::{BenchSummary, RunFigures};
+pub use file_bench::{run_file, FileBenchOptions};
+pub use kafka_bench::{run_kafka, KafkaBenchOptions};
+pub use memory_bench::{run_memory, MemoryBenchOptions};

@@ -1,0 +1,130 @@
+//! `spillway-bench`: throughput of the trades query in memory, through the embedded Kafka and
+//! over a JSON-lines file. Every run's result is checked before its figures are printed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use spillway_bench::trades_data::{TradeDataConfig, EVENT_RATE_DEFAULT};
+use spillway_bench::{
+    run_file, run_kafka, run_memory, BenchSummary, FileBenchOptions, KafkaBenchOptions,
+    MemoryBenchOptions,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "spillway-bench",
+    about = "Benchmarks of spillway: checked throughput of the trades query (examples/trades.sql)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Trades generated in memory (one JSON-lines buffer per partition) -> query -> checked.
+    Memory {
+        #[command(flatten)]
+        common: Common,
+        /// Partitions (in-memory buffers) the trades are dealt over, round robin.
+        #[arg(long, default_value_t = 2)]
+        partitions: usize,
+    },
+    /// A backlog produced into the embedded Kafka first, then read end to end -> checked.
+    Kafka {
+        #[command(flatten)]
+        common: Common,
+        /// Partitions of the topic; trades are dealt over them round robin.
+        #[arg(long, default_value_t = 2)]
+        partitions: usize,
+    },
+    /// A JSON-lines file through the filesystem source into a blackhole sink.
+    File {
+        #[command(flatten)]
+        common: Common,
+        /// Reuse this file if it exists, else generate it there and keep it (default: a
+        /// temporary file, removed at the end).
+        #[arg(long)]
+        path: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct Common {
+    /// Trades to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Shards (cores); default: one per partition, at most one per core (file: every core).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Checked runs; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Trades per second of event time (how many 1 s windows the data spans).
+    #[arg(long, default_value_t = EVENT_RATE_DEFAULT)]
+    event_rate: u64,
+    /// Do not pin shards to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// Also print one machine-readable JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Common {
+    fn data(&self, partitions: usize) -> TradeDataConfig {
+        let mut data = TradeDataConfig::new(self.events, partitions);
+        data.event_rate = self.event_rate;
+        data
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<(BenchSummary, bool)> {
+    Ok(match cli.command {
+        Command::Memory { common, partitions } => {
+            let opts = MemoryBenchOptions {
+                data: common.data(partitions),
+                shards: common.shards,
+                runs: common.runs,
+                pin_cores: !common.no_pin,
+            };
+            (run_memory(&opts)?, common.json)
+        }
+        Command::Kafka { common, partitions } => {
+            let mut opts = KafkaBenchOptions::new(common.events, partitions);
+            opts.data = common.data(partitions);
+            opts.shards = common.shards;
+            opts.runs = common.runs;
+            opts.pin_cores = !common.no_pin;
+            (run_kafka(&opts)?, common.json)
+        }
+        Command::File { common, path } => {
+            let opts = FileBenchOptions {
+                data: common.data(1),
+                path,
+                shards: common.shards,
+                runs: common.runs,
+                pin_cores: !common.no_pin,
+            };
+            (run_file(&opts)?, common.json)
+        }
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok((summary, json)) => {
+            print!("{}", summary.text());
+            if json {
+                println!("{}", summary.json());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("spillway-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,809 @@
+//! Option parsing and connection checks shared by the Kafka source and sink.
+//!
+//! A Kafka table's WITH options are `connector` = 'kafka', `topic`, `format` = 'json',
+//! `properties.bootstrap.servers` (required), any other `properties.X` (passed to librdkafka
+//! as `X`, checked against librdkafka's own list when the table is created) and the
+//! connector's own `scan.*` / `sink.*` keys. Every key is checked: an unknown key is an error
+//! naming it and listing the accepted ones.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::ClientConfig;
+
+use crate::duration::parse_duration_ms;
+use crate::error::{ConnectorError, Result};
+
+/// Prefix of the options passed through to librdkafka.
+pub const PROPERTIES_PREFIX: &str = "properties.";
+/// Default of the connect timeouts (`scan.connect.timeout`, `sink.connect.timeout`).
+pub const CONNECT_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Largest accepted timeout option (1 day): larger values are almost surely a unit mistake.
+pub const TIMEOUT_MS_MAX: u64 = 86_400_000;
+
+/// The options every Kafka table has, parsed and checked.
+#[derive(Debug, Clone)]
+pub struct KafkaCommonOptions {
+    /// The topic.
+    pub topic: String,
+    /// `properties.bootstrap.servers`.
+    pub bootstrap_servers: String,
+    /// The librdkafka properties given by the user (`properties.` removed), including
+    /// `bootstrap.servers`. They override the connector's defaults.
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Default of `source.record-bytes-max`: larger records are skipped and counted.
+pub const RECORD_BYTES_MAX_DEFAULT: usize = 1 << 20;
+/// Largest accepted `source.record-bytes-max`.
+pub const RECORD_BYTES_MAX_LIMIT: usize = 256 << 20;
+
+/// Options accepted by the Kafka source besides `properties.*`.
+const SOURCE_KEYS: &[&str] = &[
+    "connector",
+    "topic",
+    "format",
+    "scan.startup.mode",
+    "scan.bounded.mode",
+    "scan.connect.timeout",
+    "source.record-bytes-max",
+];
+
+/// Where a source starts when it is not resumed from a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartupMode {
+    /// The low watermark of each partition.
+    EarliestOffset,
+    /// The high watermark of each partition (only records produced after the start).
+    LatestOffset,
+    /// The group's committed offset; without one, `auto.offset.reset`.
+    GroupOffsets,
+}
+
+/// The options of a Kafka source table, parsed and checked.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceOptions {
+    /// Topic, servers and librdkafka properties.
+    pub common: KafkaCommonOptions,
+    /// `properties.group.id`, or `spillway-<table>`.
+    pub group_id: String,
+    /// `scan.startup.mode` (default group-offsets).
+    pub startup: StartupMode,
+    /// Where group-offsets starts without a committed offset (`properties.auto.offset.reset`):
+    /// the low (true) or high (false) watermark; `None` for 'error'.
+    pub reset_to_earliest: Option<bool>,
+    /// `scan.bounded.mode` = latest-offset.
+    pub bounded: bool,
+    /// `scan.connect.timeout` (default 10 s).
+    pub connect_timeout_ms: u64,
+    /// `source.record-bytes-max` (default 1 MiB).
+    pub record_bytes_max: usize,
+}
+
+impl KafkaSourceOptions {
+    /// Parses a source table's options; errors name the option and the value.
+    pub fn parse(table: &str, options: &BTreeMap<String, String>) -> Result<Self> {
+        let common = parse_common(table, options, SOURCE_KEYS)?;
+        let startup = match choice(
+            table,
+            options,
+            "scan.startup.mode",
+            &["earliest-offset", "latest-offset", "group-offsets"],
+            "group-offsets",
+        )? {
+            "earliest-offset" => StartupMode::EarliestOffset,
+            "latest-offset" => StartupMode::LatestOffset,
+            _ => StartupMode::GroupOffsets,
+        };
+        let bounded = choice(
+            table,
+            options,
+            "scan.bounded.mode",
+            &["unbounded", "latest-offset"],
+            "unbounded",
+        )? == "latest-offset";
+        let connect_timeout_ms = duration_ms(
+            table,
+            options,
+            "scan.connect.timeout",
+            CONNECT_TIMEOUT_MS_DEFAULT,
+        )?;
+        let record_bytes_max = bytes(
+            table,
+            options,
+            "source.record-bytes-max",
+            RECORD_BYTES_MAX_DEFAULT,
+            RECORD_BYTES_MAX_LIMIT,
+        )?;
+        let reset = common
+            .properties
+            .get("auto.offset.reset")
+            .map(|s| s.trim().to_ascii_lowercase())
+            .unwrap_or_else(|| "earliest".to_string());
+        let reset_to_earliest = match reset.as_str() {
+            "earliest" | "smallest" | "beginning" => Some(true),
+            "latest" | "largest" | "end" => Some(false),
+            "error" => None,
+            other => {
+                return Err(ConnectorError::config(
+                    table,
+                    format!(
+                        "option 'properties.auto.offset.reset' = '{other}' is not valid \
+                         (accepted: earliest, latest, error)"
+                    ),
+                ))
+            }
+        };
+        let group_id = common
+            .properties
+            .get("group.id")
+            .cloned()
+            .unwrap_or_else(|| format!("spillway-{table}"));
+        Ok(KafkaSourceOptions {
+            common,
+            group_id,
+            startup,
+            reset_to_earliest,
+            bounded,
+            connect_timeout_ms,
+            record_bytes_max,
+        })
+    }
+}
+
+/// librdkafka settings of the source's consumers, chosen for low latency with high throughput;
+/// all can be overridden through `properties.*`.
+pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    // Answer a fetch as soon as one byte is there, and wait at most 5 ms for it: latency.
+    ("fetch.wait.max.ms", "5"),
+    ("fetch.min.bytes", "1"),
+    // Prefetch up to 8 MiB per partition (librdkafka's default is 64 MiB): bounded memory,
+    // still several fetches of 1 MiB ahead: throughput.
+    ("queued.max.messages.kbytes", "8192"),
+    ("queued.min.messages", "50000"),
+    ("socket.nagle.disable", "true"),
+    ("auto.offset.reset", "earliest"),
+];
+
+/// librdkafka settings the source relies on; they override the user's properties: offsets
+/// are only committed by spillway's committer, and a source never creates its topic.
+pub const CONSUMER_FORCED: &[(&str, &str)] = &[
+    ("enable.auto.commit", "false"),
+    ("enable.auto.offset.store", "false"),
+    ("enable.partition.eof", "false"),
+    ("allow.auto.create.topics", "false"),
+];
+
+impl KafkaSourceOptions {
+    /// The librdkafka configuration of a consumer of this table: the defaults, the user's
+    /// properties, the group id and the forced settings. `client_suffix` names the client
+    /// (e.g. `shard3`) in the broker's logs.
+    pub fn consumer_config(&self, table: &str, client_suffix: &str) -> ClientConfig {
+        let mut config = client_config(CONSUMER_DEFAULTS, &self.common.properties);
+        config.set("group.id", &self.group_id);
+        if !self.common.properties.contains_key("client.id") {
+            config.set("client.id", format!("spillway-{table}-{client_suffix}"));
+        }
+        for (k, v) in CONSUMER_FORCED {
+            config.set(*k, *v);
+        }
+        config
+    }
+}
+
+/// Default of `sink.flush.timeout`.
+pub const FLUSH_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+
+/// Options accepted by the Kafka sink besides `properties.*`.
+const SINK_KEYS: &[&str] = &[
+    "connector",
+    "topic",
+    "format",
+    "key.fields",
+    "sink.delivery-guarantee",
+    "sink.flush.timeout",
+    "sink.connect.timeout",
+];
+
+/// `sink.delivery-guarantee`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryGuarantee {
+    /// `flush` waits until the brokers acknowledged every record (acks=all); a failed
+    /// delivery fails the next `write` or `flush`.
+    AtLeastOnce,
+    /// Fire and forget (acks=1): `flush` does not wait, failed deliveries are only logged.
+    None,
+}
+
+/// The options of a Kafka sink table, parsed and checked (the key fields are checked against
+/// the schema by the sink).
+#[derive(Debug, Clone)]
+pub struct KafkaSinkOptions {
+    /// Topic, servers and librdkafka properties.
+    pub common: KafkaCommonOptions,
+    /// `key.fields`: the columns whose JSON object is the message key (none: no key).
+    pub key_fields: Vec<String>,
+    /// `sink.delivery-guarantee` (default at-least-once).
+    pub guarantee: DeliveryGuarantee,
+    /// `sink.flush.timeout` (default 30 s).
+    pub flush_timeout_ms: u64,
+    /// `sink.connect.timeout` (default 10 s): for the check that the topic exists.
+    pub connect_timeout_ms: u64,
+}
+
+/// librdkafka settings of the sink's producers (overridable through `properties.*`): send
+/// after at most 2 ms of batching, up to 10000 records per request, with a bounded queue.
+pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
+    ("linger.ms", "2"),
+    ("batch.num.messages", "10000"),
+    ("queue.buffering.max.messages", "100000"),
+    ("queue.buffering.max.kbytes", "65536"),
+    ("socket.nagle.disable", "true"),
+];
+
+impl KafkaSinkOptions {
+    /// Parses a sink table's options; errors name the option and the value.
+    pub fn parse(table: &str, options: &BTreeMap<String, String>) -> Result<Self> {
+        let common = parse_common(table, options, SINK_KEYS)?;
+        let mut key_fields = Vec::new();
+        if let Some(text) = options.get("key.fields") {
+            for name in text.split(';').map(str::trim) {
+                if name.is_empty() || key_fields.iter().any(|k| k == name) {
+                    return Err(ConnectorError::config(
+                        table,
+                        format!(
+                            "option 'key.fields' = '{text}': expected distinct column names \
+                             separated by ';'"
+                        ),
+                    ));
+                }
+                key_fields.push(name.to_string());
+            }
+        }
+        let guarantee = match choice(
+            table,
+            options,
+            "sink.delivery-guarantee",
+            &["at-least-once", "none", "exactly-once"],
+            "at-least-once",
+        )? {
+            "at-least-once" => DeliveryGuarantee::AtLeastOnce,
+            "none" => DeliveryGuarantee::None,
+            _ => {
+                return Err(ConnectorError::config(
+                    table,
+                    "option 'sink.delivery-guarantee' = 'exactly-once' is not supported yet \
+                     (accepted: at-least-once, none)",
+                ))
+            }
+        };
+        Ok(KafkaSinkOptions {
+            common,
+            key_fields,
+            guarantee,
+            flush_timeout_ms: duration_ms(
+                table,
+                options,
+                "sink.flush.timeout",
+                FLUSH_TIMEOUT_MS_DEFAULT,
+            )?,
+            connect_timeout_ms: duration_ms(
+                table,
+                options,
+                "sink.connect.timeout",
+                CONNECT_TIMEOUT_MS_DEFAULT,
+            )?,
+        })
+    }
+
+    /// The librdkafka configuration of a producer of this table: the defaults, `acks` by the
+    /// delivery guarantee, then the user's properties.
+    pub fn producer_config(&self, table: &str, client_suffix: &str) -> ClientConfig {
+        let acks = match self.guarantee {
+            DeliveryGuarantee::AtLeastOnce => "all",
+            DeliveryGuarantee::None => "1",
+        };
+        let mut defaults = PRODUCER_DEFAULTS.to_vec();
+        defaults.push(("acks", acks));
+        let mut config = client_config(&defaults, &self.common.properties);
+        if !self.common.properties.contains_key("client.id") {
+            config.set("client.id", format!("spillway-{table}-{client_suffix}"));
+        }
+        config
+    }
+}
+
+/// Shortest interval between two warnings of one kind from one source or sink.
+pub const WARN_INTERVAL_MS: u64 = 5_000;
+
+/// Lets one warning through per [`WARN_INTERVAL_MS`] and counts the others (a broker that is
+/// down makes librdkafka report the same error many times a second).
+#[derive(Debug, Default)]
+pub struct WarnLimiter {
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl WarnLimiter {
+    /// `Some(number suppressed since the last one)` when a warning may be logged now.
+    pub fn allow(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        match self.last {
+            Some(last) if now.duration_since(last) < Duration::from_millis(WARN_INTERVAL_MS) => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+/// Checks that every key of `options` is in `accepted` or starts with `properties.`, that
+/// `connector` (when given) is 'kafka' and `format` (when given) is 'json', and parses the
+/// topic, the bootstrap servers and the librdkafka properties (validated by librdkafka).
+pub fn parse_common(
+    table: &str,
+    options: &BTreeMap<String, String>,
+    accepted: &[&str],
+) -> Result<KafkaCommonOptions> {
+    for key in options.keys() {
+        let known = accepted.contains(&key.as_str())
+            || (key.starts_with(PROPERTIES_PREFIX) && key.len() > PROPERTIES_PREFIX.len());
+        if !known {
+            return Err(ConnectorError::config(
+                table,
+                format!(
+                    "unknown option '{key}' for connector 'kafka' (accepted: {}, properties.*)",
+                    accepted.join(", ")
+                ),
+            ));
+        }
+    }
+    if let Some(connector) = options.get("connector") {
+        if connector != "kafka" {
+            return Err(ConnectorError::config(
+                table,
+                format!("option 'connector' = '{connector}' given to the Kafka connector"),
+            ));
+        }
+    }
+    if let Some(format) = options.get("format") {
+        if format != "json" {
+            return Err(ConnectorError::config(
+                table,
+                format!("option 'format' = '{format}' is not supported (accepted: json)"),
+            ));
+        }
+    }
+    let topic = required(table, options, "topic")?.to_string();
+    let bootstrap_servers = required(table, options, "properties.bootstrap.servers")?.to_string();
+    let properties: BTreeMap<String, String> = options
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix(PROPERTIES_PREFIX)
+                .map(|k| (k.to_string(), v.clone()))
+        })
+        .collect();
+    // Let librdkafka check names and values now, so a typo fails at CREATE TABLE time.
+    let mut config = ClientConfig::new();
+    for (k, v) in &properties {
+        config.set(k, v);
+    }
+    if let Err(e) = config.create_native_config() {
+        let message = match e {
+            KafkaError::ClientConfig(_, desc, key, value) => {
+                format!("option 'properties.{key}' = '{value}' is rejected by librdkafka: {desc}")
+            }
+            other => format!("librdkafka rejects the properties: {other}"),
+        };
+        return Err(ConnectorError::config(table, message));
+    }
+    Ok(KafkaCommonOptions {
+        topic,
+        bootstrap_servers,
+        properties,
+    })
+}
+
+/// The value of a required, non-empty option.
+pub fn required<'a>(
+    table: &str,
+    options: &'a BTreeMap<String, String>,
+    key: &str,
+) -> Result<&'a str> {
+    match options.get(key).map(|v| v.trim()) {
+        Some(v) if !v.is_empty() => Ok(v),
+        Some(_) => Err(ConnectorError::config(
+            table,
+            format!("option '{key}' is empty"),
+        )),
+        None => Err(ConnectorError::config(
+            table,
+            format!("option '{key}' is required by connector 'kafka'"),
+        )),
+    }
+}
+
+/// A duration option such as `'10 s'` or `'500 ms'` in milliseconds (`default_ms` if absent);
+/// must be positive and at most [`TIMEOUT_MS_MAX`].
+pub fn duration_ms(
+    table: &str,
+    options: &BTreeMap<String, String>,
+    key: &str,
+    default_ms: u64,
+) -> Result<u64> {
+    let Some(text) = options.get(key) else {
+        return Ok(default_ms);
+    };
+    match parse_duration_ms(text) {
+        Some(ms) if ms > 0 && ms as u64 <= TIMEOUT_MS_MAX => Ok(ms as u64),
+        _ => Err(ConnectorError::config(
+            table,
+            format!(
+                "option '{key}' = '{text}' is not a duration between 1 ms and 1 day \
+                 (e.g. '10 s', '500 ms', '2 min')"
+            ),
+        )),
+    }
+}
+
+/// One of a fixed set of words (`default` if absent).
+pub fn choice<'a>(
+    table: &str,
+    options: &BTreeMap<String, String>,
+    key: &str,
+    choices: &[&'a str],
+    default: &'a str,
+) -> Result<&'a str> {
+    let Some(text) = options.get(key) else {
+        return Ok(default);
+    };
+    let text = text.trim();
+    choices
+        .iter()
+        .copied()
+        .find(|c| c.eq_ignore_ascii_case(text))
+        .ok_or_else(|| {
+            ConnectorError::config(
+                table,
+                format!(
+                    "option '{key}' = '{text}' is not valid (accepted: {})",
+                    choices.join(", ")
+                ),
+            )
+        })
+}
+
+/// A positive byte count (plain integer) between 1 and `max` (`default` if absent).
+pub fn bytes(
+    table: &str,
+    options: &BTreeMap<String, String>,
+    key: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize> {
+    let Some(text) = options.get(key) else {
+        return Ok(default);
+    };
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 && n <= max => Ok(n),
+        _ => Err(ConnectorError::config(
+            table,
+            format!("option '{key}' = '{text}' is not a byte count between 1 and {max}"),
+        )),
+    }
+}
+
+/// A duration for messages: `10 s`, `500 ms`, `2 min`.
+#[allow(clippy::manual_is_multiple_of)] // is_multiple_of needs Rust 1.87; we support 1.85
+pub fn format_duration_ms(ms: u64) -> String {
+    if ms >= 60_000 && ms % 60_000 == 0 {
+        format!("{} min", ms / 60_000)
+    } else if ms >= 1_000 && ms % 1_000 == 0 {
+        format!("{} s", ms / 1_000)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+/// A librdkafka configuration: the connector's `defaults` first, then the user's `properties`
+/// (which win).
+pub fn client_config(
+    defaults: &[(&str, &str)],
+    properties: &BTreeMap<String, String>,
+) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (k, v) in defaults {
+        config.set(*k, *v);
+    }
+    for (k, v) in properties {
+        config.set(k, v);
+    }
+    config
+}
+
+/// Checks that the brokers answer within `timeout_ms` and that `topic` exists (never creating
+/// it), and returns its partition numbers, sorted.
+///
+/// Errors: "cannot reach Kafka at SERVERS within 10 s: ...", "topic 'x' does not exist at
+/// SERVERS", or the topic's error as the broker reports it.
+pub fn topic_partitions(
+    properties: &BTreeMap<String, String>,
+    bootstrap_servers: &str,
+    topic: &str,
+    timeout_ms: u64,
+) -> Result<Vec<i32>> {
+    let mut config = client_config(&[("allow.auto.create.topics", "false")], properties);
+    // A metadata request must never create the topic, whatever the user's properties say.
+    config.set("allow.auto.create.topics", "false");
+    let consumer: BaseConsumer = config
+        .create()
+        .map_err(|e| ConnectorError::Kafka(format!("cannot create a Kafka client: {e}")))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_millis(timeout_ms))
+        .map_err(|e| {
+            ConnectorError::Kafka(format!(
+                "cannot reach Kafka at {bootstrap_servers} within {}: {e}",
+                format_duration_ms(timeout_ms)
+            ))
+        })?;
+    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Err(missing_topic(topic, bootstrap_servers));
+    };
+    if let Some(err) = found.error() {
+        let code = rdkafka::error::RDKafkaErrorCode::from(err);
+        if code == rdkafka::error::RDKafkaErrorCode::UnknownTopicOrPartition {
+            return Err(missing_topic(topic, bootstrap_servers));
+        }
+        return Err(ConnectorError::Kafka(format!(
+            "topic '{topic}' at {bootstrap_servers}: {code}"
+        )));
+    }
+    let mut partitions: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
+    if partitions.is_empty() {
+        return Err(missing_topic(topic, bootstrap_servers));
+    }
+    partitions.sort_unstable();
+    Ok(partitions)
+}
+
+fn missing_topic(topic: &str, bootstrap_servers: &str) -> ConnectorError {
+    ConnectorError::Kafka(format!(
+        "topic '{topic}' does not exist at {bootstrap_servers} (create it first; \
+         spillway never creates topics)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const ACCEPTED: &[&str] = &["connector", "topic", "format", "scan.connect.timeout"];
+
+    #[test]
+    fn common_options_are_parsed_and_checked() {
+        let base = [
+            ("topic", "trades"),
+            ("properties.bootstrap.servers", "h:9092"),
+        ];
+        let o = opts(&[
+            base[0],
+            base[1],
+            ("connector", "kafka"),
+            ("properties.client.id", "me"),
+        ]);
+        let c = parse_common("t", &o, ACCEPTED).expect("valid");
+        assert_eq!(
+            (c.topic.as_str(), c.bootstrap_servers.as_str()),
+            ("trades", "h:9092")
+        );
+        assert_eq!(c.properties.len(), 2);
+        assert_eq!(c.properties["client.id"], "me");
+        let bad: [(&[(&str, &str)], &str); 5] = [
+            (
+                &[("scan.startup.mod", "x")],
+                "unknown option 'scan.startup.mod' for connector \
+              'kafka' (accepted: connector, topic, format, scan.connect.timeout, properties.*)",
+            ),
+            (
+                &[("properties.no.such.property", "1")],
+                "'properties.no.such.property' = '1'",
+            ),
+            (&[("format", "csv")], "'format' = 'csv' is not supported"),
+            (&[("connector", "filesystem")], "'connector' = 'filesystem'"),
+            (&[("topic", " ")], "option 'topic' is empty"),
+        ];
+        for (extra, want) in bad {
+            let mut o = opts(&base);
+            o.extend(opts(extra));
+            let e = parse_common("t", &o, ACCEPTED).expect_err(want).to_string();
+            assert!(e.starts_with("table 't': ") && e.contains(want), "{e}");
+        }
+        let e = parse_common("t", &opts(&base[..1]), ACCEPTED).expect_err("no servers");
+        assert!(
+            e.to_string()
+                .contains("'properties.bootstrap.servers' is required"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn durations_choices_and_bytes() {
+        let o = opts(&[("a", "500 ms"), ("b", "2 min"), ("c", "soon"), ("d", "0 s")]);
+        assert_eq!(duration_ms("t", &o, "a", 7).expect("a"), 500);
+        assert_eq!(duration_ms("t", &o, "b", 7).expect("b"), 120_000);
+        assert_eq!(duration_ms("t", &o, "absent", 7).expect("default"), 7);
+        let e = duration_ms("t", &o, "c", 7).expect_err("c").to_string();
+        assert!(e.contains("'c' = 'soon'"), "{e}");
+        assert!(duration_ms("t", &o, "d", 7).is_err());
+
+        let o = opts(&[
+            ("m", "Latest-Offset"),
+            ("n", "sideways"),
+            ("s", "1024"),
+            ("z", "0"),
+        ]);
+        let modes = ["earliest-offset", "latest-offset"];
+        assert_eq!(
+            choice("t", &o, "m", &modes, "x").expect("m"),
+            "latest-offset"
+        );
+        let e = choice("t", &o, "n", &modes, "x")
+            .expect_err("n")
+            .to_string();
+        assert!(
+            e.contains("'sideways'") && e.contains("earliest-offset"),
+            "{e}"
+        );
+        assert_eq!(bytes("t", &o, "s", 1, 4096).expect("s"), 1024);
+        assert!(bytes("t", &o, "z", 1, 4096).is_err());
+        assert!(bytes("t", &o, "s", 1, 1000).is_err());
+    }
+
+    #[test]
+    fn durations_are_formatted_with_units() {
+        assert_eq!(format_duration_ms(10_000), "10 s");
+        assert_eq!(format_duration_ms(500), "500 ms");
+        assert_eq!(format_duration_ms(120_000), "2 min");
+        assert_eq!(format_duration_ms(1_500), "1500 ms");
+    }
+
+    #[test]
+    fn user_properties_override_defaults() {
+        let props = opts(&[("fetch.wait.max.ms", "50")]);
+        let c = client_config(
+            &[("fetch.wait.max.ms", "5"), ("fetch.min.bytes", "1")],
+            &props,
+        );
+        assert_eq!(c.get("fetch.wait.max.ms"), Some("50"));
+        assert_eq!(c.get("fetch.min.bytes"), Some("1"));
+    }
+
+    #[test]
+    fn source_options_name_bad_values() {
+        let base = [("topic", "x"), ("properties.bootstrap.servers", "h:1")];
+        let bad = [
+            (
+                ("scan.startup.mode", "yesterday"),
+                "'scan.startup.mode' = 'yesterday'",
+            ),
+            (
+                ("scan.bounded.mode", "soon"),
+                "'scan.bounded.mode' = 'soon'",
+            ),
+            (
+                ("scan.connect.timeout", "ten"),
+                "'scan.connect.timeout' = 'ten'",
+            ),
+            (
+                ("properties.auto.offset.reset", "x"),
+                "'properties.auto.offset.reset' = 'x'",
+            ),
+            (
+                ("source.record-bytes-max", "-1"),
+                "'source.record-bytes-max' = '-1'",
+            ),
+            (
+                ("scan.startup.timestamp-millis", "1"),
+                "unknown option 'scan.startup.timestamp",
+            ),
+        ];
+        for (pair, want) in bad {
+            let o = opts(&[base[0], base[1], pair]);
+            let e = KafkaSourceOptions::parse("t", &o)
+                .expect_err(pair.0)
+                .to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        let o = KafkaSourceOptions::parse("t", &opts(&base)).expect("defaults");
+        assert_eq!(o.group_id, "spillway-t");
+        assert_eq!(o.startup, StartupMode::GroupOffsets);
+        assert_eq!(o.reset_to_earliest, Some(true));
+        assert!(!o.bounded);
+        assert_eq!(
+            (o.connect_timeout_ms, o.record_bytes_max),
+            (10_000, 1 << 20)
+        );
+        let o = opts(&[
+            base[0],
+            base[1],
+            ("scan.startup.mode", "earliest-offset"),
+            ("scan.bounded.mode", "latest-offset"),
+            ("properties.group.id", "g"),
+            ("properties.auto.offset.reset", "latest"),
+        ]);
+        let o = KafkaSourceOptions::parse("t", &o).expect("set");
+        assert_eq!((o.startup, o.bounded), (StartupMode::EarliestOffset, true));
+        assert_eq!(
+            (o.group_id.as_str(), o.reset_to_earliest),
+            ("g", Some(false))
+        );
+    }
+
+    #[test]
+    fn warn_limiter_lets_one_through_per_interval() {
+        let mut limiter = WarnLimiter::default();
+        assert_eq!(limiter.allow(), Some(0));
+        assert_eq!(limiter.allow(), None);
+        assert_eq!(limiter.allow(), None);
+        limiter.last = Some(std::time::Instant::now() - Duration::from_millis(WARN_INTERVAL_MS));
+        assert_eq!(limiter.allow(), Some(2));
+    }
+
+    #[test]
+    fn sink_options_are_checked() {
+        let base = [("topic", "x"), ("properties.bootstrap.servers", "h:1")];
+        let o = KafkaSinkOptions::parse("t", &opts(&base)).expect("defaults");
+        assert!(o.key_fields.is_empty());
+        assert_eq!(o.guarantee, DeliveryGuarantee::AtLeastOnce);
+        assert_eq!((o.flush_timeout_ms, o.connect_timeout_ms), (30_000, 10_000));
+        assert_eq!(o.producer_config("t", "s0").get("acks"), Some("all"));
+        let o = opts(&[
+            base[0],
+            base[1],
+            ("key.fields", "a; b"),
+            ("sink.delivery-guarantee", "none"),
+        ]);
+        let o = KafkaSinkOptions::parse("t", &o).expect("set");
+        assert_eq!(o.key_fields, ["a", "b"]);
+        assert_eq!(o.producer_config("t", "s0").get("acks"), Some("1"));
+        let bad = [
+            (
+                ("sink.delivery-guarantee", "exactly-once"),
+                "not supported yet",
+            ),
+            (
+                ("sink.delivery-guarantee", "maybe"),
+                "'sink.delivery-guarantee' = 'maybe'",
+            ),
+            (("key.fields", "a;;b"), "'key.fields' = 'a;;b'"),
+            (("key.fields", "a;a"), "'key.fields' = 'a;a'"),
+            (
+                ("sink.flush.timeout", "-1 s"),
+                "'sink.flush.timeout' = '-1 s'",
+            ),
+            (
+                ("scan.startup.mode", "earliest-offset"),
+                "unknown option 'scan.startup.mode'",
+            ),
+        ];
+        for (pair, want) in bad {
+            let e = KafkaSinkOptions::parse("t", &opts(&[base[0], base[1], pair]))
+                .expect_err(pair.1)
+                .to_string();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+}

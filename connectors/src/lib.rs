@@ -1,0 +1,105 @@
+//! Sources and sinks of spillway.
+//!
+//! A [`SourceFactory`] is built once per job from a table's WITH options; it discovers the
+//! partitions (checking that the broker, topic or file is there), and each shard then opens
+//! its own [`Source`] over the partitions it owns. A [`SinkFactory`] likewise opens one
+//! [`Sink`] per shard.
+
+pub mod blackhole_sink;
+pub mod duration;
+pub mod embedded_kafka;
+pub mod error;
+pub mod file_sink;
+pub mod file_source;
+pub mod generator_source;
+pub mod json_lines;
+pub mod kafka_options;
+pub mod kafka_sink;
+pub mod kafka_source;
+pub mod memory_source;
+pub mod print_sink;
+pub mod raw_batch;
+pub mod timestamp;
+pub mod trades_generator;
+pub mod writer_thread;
+
+pub use error::{ConnectorError, Result};
+pub use raw_batch::RawBatch;
+
+use arrow::record_batch::RecordBatch;
+
+/// One partition of a source: a Kafka topic partition, or a split of a file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionInfo {
+    /// Topic name, or the file path.
+    pub topic: String,
+    /// Kafka partition number, or the split number of a file.
+    pub partition: i32,
+}
+
+/// What a poll found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceStatus {
+    /// Records were appended.
+    Data,
+    /// Nothing now; poll again later.
+    Idle,
+    /// A bounded source has delivered everything of all its partitions.
+    Finished,
+}
+
+/// The reading end of a shard: owns a disjoint set of partitions.
+pub trait Source: Send {
+    /// The partitions this source reads, in the order `RawBatch::partition` indexes them.
+    fn partitions(&self) -> &[PartitionInfo];
+
+    /// Appends up to `records_max` records (and about `bytes_max` bytes) to `out` without
+    /// blocking. `out` is not cleared.
+    fn poll(&mut self, out: &mut RawBatch, records_max: usize, bytes_max: usize)
+        -> Result<SourceStatus>;
+
+    /// The next offset to read of partition `index` (what a checkpoint or commit stores).
+    fn position(&self, index: u32) -> i64;
+}
+
+/// Builds the sources of one table for the shards.
+pub trait SourceFactory: Send + Sync {
+    /// Checks the source is reachable and lists its partitions (an unreachable broker, a
+    /// missing topic or a missing file is an error here, before any shard starts).
+    fn discover(&self) -> Result<Vec<PartitionInfo>>;
+
+    /// Opens a source over `partitions` (a subset of what `discover` returned), inside the
+    /// shard that will poll it. `shard` is the shard's number, for client ids. `resume`, when
+    /// given, holds for each partition the next offset to read (from a checkpoint) and
+    /// overrides the startup mode.
+    fn open(
+        &self,
+        shard: usize,
+        partitions: Vec<PartitionInfo>,
+        resume: Option<Vec<i64>>,
+    ) -> Result<Box<dyn Source>>;
+
+    /// One line for EXPLAIN, e.g. `kafka topic 'trades' at 127.0.0.1:9092, earliest, bounded`.
+    fn describe(&self) -> String;
+}
+
+/// The writing end of a shard.
+pub trait Sink: Send {
+    /// Writes result rows; the batch has the sink table's schema.
+    fn write(&mut self, batch: &RecordBatch) -> Result<()>;
+    /// Makes everything written so far durable or delivered (as far as the sink can).
+    fn flush(&mut self) -> Result<()>;
+    /// Rows written so far by this sink instance.
+    fn rows_written(&self) -> u64;
+}
+
+/// Builds the sinks of one table for the shards.
+pub trait SinkFactory: Send + Sync {
+    /// Opens the sink instance of `shard`.
+    fn open(&self, shard: usize) -> Result<Box<dyn Sink>>;
+    /// Called once after every shard's sink was flushed and dropped: joins writer threads,
+    /// closes files.
+    fn close(&self) -> Result<()>;
+    /// One line for EXPLAIN.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,99 @@
+//! Builds the source and sink of a pipeline from its tables' `connector` option.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use spillway_connectors::blackhole_sink::BlackholeSinkFactory;
+use spillway_connectors::file_sink::FileSinkFactory;
+use spillway_connectors::file_source::FileSourceFactory;
+use spillway_connectors::generator_source::GeneratorSourceFactory;
+use spillway_connectors::kafka_sink::KafkaSinkFactory;
+use spillway_connectors::kafka_source::KafkaSourceFactory;
+use spillway_connectors::print_sink::PrintSinkFactory;
+use spillway_connectors::{SinkFactory, SourceFactory};
+
+use crate::catalog::TableDef;
+use crate::error::{EngineError, Result};
+
+/// Table options the engine itself reads; they are not passed to the connector.
+const ENGINE_OPTIONS: &[&str] = &["format", "scan.watermark.idle-timeout"];
+
+/// Source connectors, for messages.
+pub const SOURCE_CONNECTORS: &[&str] = &["kafka", "filesystem", "trades-generator"];
+/// Sink connectors, for messages.
+pub const SINK_CONNECTORS: &[&str] = &["kafka", "filesystem", "print", "blackhole"];
+
+/// The options a connector receives: everything but the engine's own (checked here).
+fn connector_options(table: &TableDef) -> Result<BTreeMap<String, String>> {
+    if let Some(f) = table.option("format") {
+        if !f.eq_ignore_ascii_case("json") {
+            return Err(EngineError::Config(format!(
+                "table '{}': 'format' = '{f}' is not supported; spillway reads and writes 'json'",
+                table.name
+            )));
+        }
+    }
+    Ok(table
+        .options
+        .iter()
+        .filter(|(k, _)| !ENGINE_OPTIONS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect())
+}
+
+/// The idle timeout of a source table (`scan.watermark.idle-timeout`), if set.
+pub fn idle_timeout_ms(table: &TableDef) -> Result<Option<i64>> {
+    match table.option("scan.watermark.idle-timeout") {
+        None => Ok(None),
+        Some(v) => spillway_connectors::duration::parse_duration_ms(v)
+            .filter(|ms| *ms > 0)
+            .map(Some)
+            .ok_or_else(|| {
+                EngineError::Config(format!(
+                    "table '{}': 'scan.watermark.idle-timeout' = '{v}' is not a duration \
+                     (examples: '30 s', '500 ms', '1 min')",
+                    table.name
+                ))
+            }),
+    }
+}
+
+/// Builds the source factory of `table`; `shards` bounds how many splits a file gets.
+pub fn source_factory(table: &TableDef, shards: usize) -> Result<Arc<dyn SourceFactory>> {
+    let options = connector_options(table)?;
+    let name = table.name.as_str();
+    Ok(match table.connector().as_str() {
+        "kafka" => Arc::new(KafkaSourceFactory::from_options(name, &options)?),
+        "filesystem" => Arc::new(FileSourceFactory::from_options(name, &options, shards)?),
+        "trades-generator" => Arc::new(GeneratorSourceFactory::from_options(name, &options)?),
+        "" => return Err(EngineError::Config(format!(
+            "table '{name}' has no 'connector' option; sources are: {}",
+            SOURCE_CONNECTORS.join(", ")
+        ))),
+        other => return Err(EngineError::Config(format!(
+            "table '{name}': connector '{other}' cannot be read; sources are: {}",
+            SOURCE_CONNECTORS.join(", ")
+        ))),
+    })
+}
+
+/// Builds the sink factory of `table`, whose rows have `schema`.
+pub fn sink_factory(table: &TableDef, schema: SchemaRef) -> Result<Arc<dyn SinkFactory>> {
+    let options = connector_options(table)?;
+    let name = table.name.as_str();
+    Ok(match table.connector().as_str() {
+        "kafka" => Arc::new(KafkaSinkFactory::from_options(name, &options, schema)?),
+        "filesystem" => Arc::new(FileSinkFactory::from_options(name, &options)?),
+        "print" => Arc::new(PrintSinkFactory::from_options(name, &options)?),
+        "blackhole" => Arc::new(BlackholeSinkFactory::from_options(name, &options)?),
+        "" => return Err(EngineError::Config(format!(
+            "table '{name}' has no 'connector' option; sinks are: {}",
+            SINK_CONNECTORS.join(", ")
+        ))),
+        other => return Err(EngineError::Config(format!(
+            "table '{name}': connector '{other}' cannot be written; sinks are: {}",
+            SINK_CONNECTORS.join(", ")
+        ))),
+    })
+}

@@ -1,0 +1,95 @@
+//! What shards send each other: partial window aggregates for the keys another shard owns,
+//! and watermarks. Messages travel on bounded single-producer glommio channels, one per
+//! ordered pair of shards; a message is owned by its receiver.
+//!
+//! Invariant: on every channel a shard sends all partials of a window before the watermark
+//! that passes the window's end, so a receiver that has seen every shard's watermark pass a
+//! window's end has every partial of it.
+
+use std::time::Instant;
+
+use crate::accumulator::{Slot, StringStore};
+use crate::group_table::GroupTable;
+use crate::window_operator::{AggregateLayout, FiredWindow};
+
+/// The partial aggregates of one window for the keys one shard owns.
+#[derive(Debug, Default)]
+pub struct PartialWindow {
+    pub start: i64,
+    pub end: i64,
+    /// Encoded group keys, back to back; group `i` ends at `key_ends[i]`.
+    pub key_bytes: Vec<u8>,
+    pub key_ends: Vec<u32>,
+    pub hashes: Vec<u64>,
+    /// `stride` slots per group; string slots index `strings`.
+    pub slots: Vec<Slot>,
+    pub strings: StringStore,
+}
+
+impl PartialWindow {
+    pub fn len(&self) -> usize {
+        self.key_ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.key_ends.is_empty()
+    }
+
+    pub fn key(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.key_ends[i - 1] as usize };
+        &self.key_bytes[start..self.key_ends[i] as usize]
+    }
+
+    fn push(&mut self, layout: &AggregateLayout, table: &GroupTable, g: u32) {
+        self.key_bytes.extend_from_slice(table.key(g));
+        self.key_ends.push(self.key_bytes.len() as u32);
+        self.hashes.push(table.hash(g));
+        for (acc, slot) in layout.accumulators.iter().zip(table.group_slots(g)) {
+            let mut s = *slot;
+            if acc.uses_strings() && s.b > 0 {
+                self.strings.push(table.strings[s.a as usize].clone());
+                s.a = (self.strings.len() - 1) as u64;
+            }
+            self.slots.push(s);
+        }
+    }
+}
+
+/// A message between shards.
+#[derive(Debug)]
+pub enum ExchangeMsg {
+    Partial(PartialWindow),
+    /// The sender's watermark; `at` is when the input that moved it arrived (for latency).
+    Watermark {
+        from: usize,
+        watermark: i64,
+        idle: bool,
+        at: Instant,
+    },
+    /// The sender sends nothing more.
+    Done { from: usize },
+}
+
+/// Splits a locally fired window into one partial per owning shard (empty ones omitted).
+pub fn split_by_owner(
+    layout: &AggregateLayout,
+    window: &FiredWindow,
+    shards: usize,
+) -> Vec<(usize, PartialWindow)> {
+    let mut parts: Vec<PartialWindow> = (0..shards)
+        .map(|_| PartialWindow {
+            start: window.start,
+            end: window.end,
+            ..PartialWindow::default()
+        })
+        .collect();
+    for g in 0..window.groups.len() as u32 {
+        let owner = AggregateLayout::owner(window.groups.hash(g), shards);
+        parts[owner].push(layout, &window.groups, g);
+    }
+    parts
+        .into_iter()
+        .enumerate()
+        .filter(|(_, p)| !p.is_empty())
+        .collect()
+}

@@ -1,0 +1,126 @@
+//! The groups of one window: encoded group keys in a bumpalo arena, a hash table from key to
+//! group number, and the accumulator slots of every group.
+//!
+//! Invariant: a group's key bytes live in `arena` and never move until the table is dropped,
+//! which frees the whole window's state at once when the window fires.
+
+use std::ptr::NonNull;
+
+use bumpalo::Bump;
+use hashbrown::HashTable;
+
+use crate::accumulator::{Slot, StringStore};
+
+/// Groups of one window of one shard.
+pub struct GroupTable {
+    arena: Bump,
+    index: HashTable<u32>,
+    /// Key bytes (in `arena`) and hash of each group, by group number.
+    keys: Vec<(NonNull<u8>, usize, u64)>,
+    /// `stride` slots per group.
+    pub slots: Vec<Slot>,
+    pub stride: usize,
+    /// Strings of MIN/MAX over strings.
+    pub strings: StringStore,
+}
+
+// SAFETY: the raw pointers in `keys` point into `arena`, which the table owns and moves with
+// it; a GroupTable is only ever used by one thread at a time.
+unsafe impl Send for GroupTable {}
+
+impl GroupTable {
+    pub fn new(stride: usize) -> Self {
+        GroupTable {
+            arena: Bump::new(),
+            index: HashTable::new(),
+            keys: Vec::new(),
+            slots: Vec::new(),
+            stride,
+            strings: StringStore::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The group of `key` (with its precomputed `hash`), created with empty slots if new.
+    /// Returns the group number and whether it was created.
+    #[inline]
+    pub fn find_or_insert(&mut self, key: &[u8], hash: u64) -> (u32, bool) {
+        let keys = &self.keys;
+        if let Some(&g) = self.index.find(hash, |&g| {
+            let (p, len, h) = keys[g as usize];
+            // SAFETY: see the module invariant; (p, len) was allocated in `arena`.
+            h == hash && unsafe { std::slice::from_raw_parts(p.as_ptr(), len) } == key
+        }) {
+            return (g, false);
+        }
+        let g = self.keys.len() as u32;
+        let stored = self.arena.alloc_slice_copy(key);
+        let ptr = NonNull::new(stored.as_mut_ptr()).unwrap_or(NonNull::dangling());
+        self.keys.push((ptr, key.len(), hash));
+        let keys = &self.keys;
+        self.index
+            .insert_unique(hash, g, |&g| keys[g as usize].2);
+        self.slots
+            .resize(self.slots.len() + self.stride, Slot::EMPTY);
+        (g, true)
+    }
+
+    /// The key bytes of group `g`.
+    pub fn key(&self, g: u32) -> &[u8] {
+        let (p, len, _) = self.keys[g as usize];
+        // SAFETY: see the module invariant.
+        unsafe { std::slice::from_raw_parts(p.as_ptr(), len) }
+    }
+
+    pub fn hash(&self, g: u32) -> u64 {
+        self.keys[g as usize].2
+    }
+
+    /// The slots of group `g`.
+    pub fn group_slots(&self, g: u32) -> &[Slot] {
+        let s = g as usize * self.stride;
+        &self.slots[s..s + self.stride]
+    }
+
+    /// Bytes held by this table (arena, index, slots, strings), for the state limit.
+    pub fn bytes(&self) -> usize {
+        self.arena.allocated_bytes()
+            + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
+            + self.keys.capacity() * std::mem::size_of::<(NonNull<u8>, usize, u64)>()
+            + self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.strings.iter().map(|s| s.len() + 16).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn same_key_same_group(keys in proptest::collection::vec(proptest::collection::vec(0u8..4, 0..4), 1..300)) {
+            let mut t = GroupTable::new(2);
+            let mut model = std::collections::HashMap::new();
+            for k in &keys {
+                // a deliberately weak hash so collisions are exercised
+                let h = k.iter().map(|&b| b as u64).sum::<u64>();
+                let (g, new) = t.find_or_insert(k, h);
+                let expect = model.len() as u32;
+                let m = *model.entry(k.clone()).or_insert(expect);
+                prop_assert_eq!(g, m);
+                prop_assert_eq!(new, g == expect && model.len() as u32 == expect + 1);
+                prop_assert_eq!(t.key(g), &k[..]);
+            }
+            prop_assert_eq!(t.len(), model.len());
+            prop_assert_eq!(t.slots.len(), model.len() * 2);
+        }
+    }
+}

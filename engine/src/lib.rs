@@ -1,0 +1,28 @@
+//! spillway: a thread-per-core streaming SQL engine over Kafka.
+//!
+//! See `docs/ARCHITECTURE.md` for the map of this crate.
+
+pub mod accumulator;
+pub mod catalog;
+pub mod connector_registry;
+pub mod decode;
+pub mod demo;
+pub mod emitter;
+pub mod error;
+pub mod exchange;
+pub mod explain;
+pub mod expr;
+pub mod final_aggregate;
+pub mod group_table;
+pub mod job;
+pub mod limits;
+pub mod output_stage;
+pub mod plan;
+pub mod shard;
+pub mod sql;
+pub mod summary;
+pub mod tumbling_window;
+pub mod watermark;
+pub mod window_operator;
+
+pub use error::{EngineError, Result};

@@ -1,0 +1,166 @@
+//! The `spillway` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use spillway_engine::demo::{run_demo, DemoOptions};
+use spillway_engine::job::{prepare, run_prepared, JobOptions};
+use spillway_engine::summary::summarize;
+
+#[derive(Parser)]
+#[command(name = "spillway", version, about = "Thread-per-core streaming SQL over Kafka")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Embedded Kafka, generated trades, examples/trades.sql live, then a summary.
+    Demo {
+        /// How long to run, e.g. '10 s', '2 s', '500 ms'.
+        #[arg(long, default_value = "10 s")]
+        duration: String,
+        /// Trades produced per second.
+        #[arg(long, default_value_t = 20_000)]
+        rate: u64,
+        /// Partitions of the trades topic (default: one per shard).
+        #[arg(long)]
+        partitions: Option<usize>,
+        /// Shards (cores) to run on (default: every core).
+        #[arg(long)]
+        shards: Option<usize>,
+        /// Count results instead of printing them.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Run a SQL file until its sources are done, or until SIGINT/SIGTERM.
+    Run {
+        query: PathBuf,
+        /// Shards (cores) to run on (default: every core).
+        #[arg(long)]
+        shards: Option<usize>,
+        /// Do not pin shards to cores.
+        #[arg(long)]
+        no_pin: bool,
+        /// Stop after this long, e.g. '30 s' (default: run until done or signalled).
+        #[arg(long)]
+        duration: Option<String>,
+    },
+    /// Print the plan of a SQL file: operators, partitions per core, exchanges.
+    Explain {
+        query: PathBuf,
+        #[arg(long)]
+        shards: Option<usize>,
+    },
+}
+
+fn duration_arg(text: &str) -> anyhow::Result<Duration> {
+    match spillway_connectors::duration::parse_duration_ms(text) {
+        Some(ms) if ms > 0 => Ok(Duration::from_millis(ms as u64)),
+        _ => bail!("'{text}' is not a duration (examples: '10 s', '500 ms', '2 min')"),
+    }
+}
+
+fn read_sql(path: &PathBuf) -> anyhow::Result<spillway_engine::plan::Program> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the query file {}", path.display()))?;
+    spillway_engine::sql::parse_program(&text).with_context(|| format!("in {}", path.display()))
+}
+
+fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while stopping ends the process at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    Ok(stop)
+}
+
+fn main_inner(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Demo {
+            duration,
+            rate,
+            partitions,
+            shards,
+            quiet,
+        } => {
+            let opts = DemoOptions {
+                duration: duration_arg(&duration)?,
+                rate,
+                partitions,
+                shards,
+                print_results: !quiet,
+                ..DemoOptions::default()
+            };
+            eprintln!(
+                "spillway demo: embedded Kafka, {} trades/s for {:?}, query examples/trades.sql",
+                opts.rate, opts.duration
+            );
+            let summary = run_demo(&opts)?;
+            eprintln!("--- summary ---");
+            eprintln!("events produced: {}", summary.produced);
+            eprint!("{}", summarize(&summary.report));
+        }
+        Command::Run {
+            query,
+            shards,
+            no_pin,
+            duration,
+        } => {
+            let program = read_sql(&query)?;
+            let stop = stop_on_signals()?;
+            if let Some(d) = duration {
+                let d = duration_arg(&d)?;
+                let s = stop.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(d);
+                    s.store(true, std::sync::atomic::Ordering::Release);
+                });
+            }
+            let opts = JobOptions {
+                shards,
+                pin_cores: !no_pin,
+                stop,
+                ..JobOptions::default()
+            };
+            let job = prepare(&program, &opts)?;
+            let report = run_prepared(job, &opts)?;
+            eprint!("{}", summarize(&report));
+        }
+        Command::Explain { query, shards } => {
+            let program = read_sql(&query)?;
+            let opts = JobOptions {
+                shards,
+                ..JobOptions::default()
+            };
+            let job = prepare(&program, &opts)?;
+            print!("{}", spillway_engine::explain::explain(&job, opts.pin_cores));
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match main_inner(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

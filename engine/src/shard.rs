@@ -1,0 +1,399 @@
+//! One shard: the whole pipeline for the partitions of one core, on a glommio executor
+//! pinned to that core.
+//!
+//! Invariant: a shard never takes a lock on the hot path; everything it touches is its own,
+//! and what crosses cores (partials, watermarks) travels on bounded single-producer channels.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use arrow::array::AsArray;
+use arrow::datatypes::TimestampMillisecondType;
+use glommio::channels::shared_channel::{
+    ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
+};
+use spillway_connectors::{PartitionInfo, RawBatch, SinkFactory, SourceFactory, SourceStatus};
+
+use crate::catalog::TableDef;
+use crate::decode::{DecodeStats, JsonDecoder};
+use crate::emitter::Emitter;
+use crate::error::{EngineError, Result};
+use crate::exchange::{split_by_owner, ExchangeMsg};
+use crate::expr::{evaluate_predicate, filter_batch};
+use crate::limits::Limits;
+use crate::output_stage::OutputStage;
+use crate::plan::Pipeline;
+use crate::watermark::{ShardWatermark, WatermarkTracker, WATERMARK_MAX};
+use crate::window_operator::{AggregateLayout, FiredWindow, WindowOperator};
+
+/// Everything a shard needs, handed to its executor thread.
+pub struct ShardContext {
+    pub shard: usize,
+    pub shards: usize,
+    pub pipeline: Arc<Pipeline>,
+    pub source_table: Arc<TableDef>,
+    pub source: Arc<dyn SourceFactory>,
+    pub sink: Arc<dyn SinkFactory>,
+    pub partitions: Vec<PartitionInfo>,
+    pub resume: Option<Vec<i64>>,
+    pub limits: Limits,
+    pub idle_timeout: Duration,
+    /// Set by the job to stop reading (SIGINT, SIGTERM, --duration, another shard failed).
+    pub stop: Arc<AtomicBool>,
+    /// The number of the shard that failed first.
+    pub first_error: Arc<OnceLock<usize>>,
+    /// `senders[to]` for every other shard (None at this shard's own index).
+    pub senders: Vec<Option<SharedSender<ExchangeMsg>>>,
+    /// Channels from every other shard.
+    pub receivers: Vec<SharedReceiver<ExchangeMsg>>,
+}
+
+/// What a shard did.
+#[derive(Debug, Clone)]
+pub struct ShardReport {
+    pub shard: usize,
+    pub partitions: Vec<PartitionInfo>,
+    /// Next offset to read per partition when the shard stopped.
+    pub positions: Vec<i64>,
+    pub records_in: u64,
+    pub bytes_in: u64,
+    pub decode: DecodeStats,
+    pub decode_samples: Vec<String>,
+    pub skipped_oversized: u64,
+    pub skipped_empty: u64,
+    pub rows_filtered_out: u64,
+    pub late_events: u64,
+    pub late_partial_groups: u64,
+    pub rows_out: u64,
+    pub windows_out: u64,
+    pub latency_us: hdrhistogram::Histogram<u64>,
+    pub watermark: i64,
+    pub decode_ns: u64,
+    pub aggregate_ns: u64,
+    pub sink_ns: u64,
+    pub busy_ns: u64,
+    pub elapsed: Duration,
+    /// Whether the source delivered everything (bounded) rather than being stopped.
+    pub finished: bool,
+}
+
+/// Runs one shard to completion. Called inside the shard's glommio executor.
+pub async fn run_shard(ctx: ShardContext) -> Result<ShardReport> {
+    let first_error = ctx.first_error.clone();
+    let stop = ctx.stop.clone();
+    let shard = ctx.shard;
+    let result = run_shard_inner(ctx).await;
+    if let Err(e) = &result {
+        tracing::debug!("shard {shard} failed: {e}");
+        let _ = first_error.set(shard);
+        stop.store(true, Ordering::Release);
+    }
+    result
+}
+
+/// Connects every channel of this shard at once: a connect waits for the peer's, so
+/// connecting one after another would deadlock between two shards.
+async fn connect_all(
+    senders: Vec<Option<SharedSender<ExchangeMsg>>>,
+    receivers: Vec<SharedReceiver<ExchangeMsg>>,
+) -> (
+    Vec<Option<ConnectedSender<ExchangeMsg>>>,
+    Vec<ConnectedReceiver<ExchangeMsg>>,
+) {
+    let tx_tasks: Vec<_> = senders
+        .into_iter()
+        .map(|s| glommio::spawn_local(async move {
+            match s {
+                Some(s) => Some(s.connect().await),
+                None => None,
+            }
+        }))
+        .collect();
+    let rx_tasks: Vec<_> = receivers
+        .into_iter()
+        .map(|r| glommio::spawn_local(r.connect()))
+        .collect();
+    let mut tx = Vec::with_capacity(tx_tasks.len());
+    for t in tx_tasks {
+        tx.push(t.await);
+    }
+    let mut rx = Vec::with_capacity(rx_tasks.len());
+    for t in rx_tasks {
+        rx.push(t.await);
+    }
+    (tx, rx)
+}
+
+async fn send(
+    senders: &[Option<ConnectedSender<ExchangeMsg>>],
+    to: usize,
+    msg: ExchangeMsg,
+) -> Result<()> {
+    let Some(s) = &senders[to] else {
+        return Err(EngineError::Internal(format!("no channel to shard {to}")));
+    };
+    // Waits while the queue is full (back-pressure); fails only if the peer is gone.
+    s.send(msg)
+        .await
+        .map_err(|_| EngineError::Internal(format!("shard {to} stopped receiving")))
+}
+
+/// Sends a watermark to every shard (to this shard's own final stage directly).
+async fn broadcast_watermark(
+    shard: usize,
+    senders: &[Option<ConnectedSender<ExchangeMsg>>],
+    emitter: &Rc<RefCell<Emitter>>,
+    wm: ShardWatermark,
+    at: Instant,
+) -> Result<()> {
+    for to in 0..senders.len() {
+        if to == shard {
+            continue;
+        }
+        let msg = ExchangeMsg::Watermark {
+            from: shard,
+            watermark: wm.watermark,
+            idle: wm.idle,
+            at,
+        };
+        send(senders, to, msg).await?;
+    }
+    emitter
+        .borrow_mut()
+        .on_watermark(shard, wm.watermark, wm.idle, at)
+}
+
+/// Routes locally fired windows to the shards that own their keys.
+async fn route_fired(
+    shard: usize,
+    shards: usize,
+    layout: &AggregateLayout,
+    senders: &[Option<ConnectedSender<ExchangeMsg>>],
+    emitter: &Rc<RefCell<Emitter>>,
+    fired: &mut Vec<FiredWindow>,
+) -> Result<()> {
+    for w in fired.drain(..) {
+        if shards == 1 {
+            emitter.borrow_mut().on_local(w);
+            continue;
+        }
+        for (owner, part) in split_by_owner(layout, &w, shards) {
+            if owner == shard {
+                emitter.borrow_mut().on_partial(part);
+            } else {
+                send(senders, owner, ExchangeMsg::Partial(part)).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
+    let started = Instant::now();
+    let shard = ctx.shard;
+    let pipeline = ctx.pipeline.clone();
+    let limits = ctx.limits.clone();
+    let n_parts = ctx.partitions.len();
+    // Channels first, before anything can fail, so no peer waits for a connect forever.
+    let (senders, connected_rx) = connect_all(ctx.senders, ctx.receivers).await;
+
+    let mut source = ctx
+        .source
+        .open(shard, ctx.partitions.clone(), ctx.resume.clone())?;
+    let sink = ctx.sink.open(shard)?;
+    let layout = match &pipeline.aggregation {
+        Some(a) => Some(Arc::new(AggregateLayout::new(a)?)),
+        None => None,
+    };
+    let having = pipeline.aggregation.as_ref().and_then(|a| a.having.clone());
+    let output = OutputStage::new(
+        having,
+        pipeline.projection.clone(),
+        pipeline.output_schema.clone(),
+    );
+    let emitter = Rc::new(RefCell::new(Emitter::new(
+        ctx.shards,
+        layout.clone(),
+        output,
+        sink,
+    )));
+    let mut receivers = Vec::new();
+    for rx in connected_rx {
+        let em = emitter.clone();
+        receivers.push(glommio::spawn_local(async move {
+            while let Some(msg) = rx.recv().await {
+                let mut em = em.borrow_mut();
+                match msg {
+                    ExchangeMsg::Partial(p) => em.on_partial(p),
+                    ExchangeMsg::Watermark {
+                        from,
+                        watermark,
+                        idle,
+                        at,
+                    } => {
+                        if let Err(e) = em.on_watermark(from, watermark, idle, at) {
+                            em.fail(e);
+                        }
+                    }
+                    ExchangeMsg::Done { .. } => break,
+                }
+            }
+        }));
+    }
+
+    let wm_spec = ctx.source_table.watermark;
+    let time_column = wm_spec.map(|w| w.column);
+    let mut decoder = JsonDecoder::new(ctx.source_table.schema(), time_column);
+    let mut tracker = WatermarkTracker::new(
+        n_parts,
+        wm_spec.map(|w| w.bound_ms).unwrap_or(0),
+        ctx.idle_timeout,
+        started,
+    );
+    let mut window_op = match &layout {
+        Some(l) => Some(WindowOperator::new(l.clone(), limits.clone())?),
+        None => None,
+    };
+    let mut raw = RawBatch::default();
+    let mut kept = Vec::new();
+    let mut fired = Vec::new();
+    let mut last_wm: Option<ShardWatermark> = None;
+    let mut report = ShardReport {
+        shard,
+        partitions: ctx.partitions.clone(),
+        positions: Vec::new(),
+        records_in: 0,
+        bytes_in: 0,
+        decode: DecodeStats::default(),
+        decode_samples: Vec::new(),
+        skipped_oversized: 0,
+        skipped_empty: 0,
+        rows_filtered_out: 0,
+        late_events: 0,
+        late_partial_groups: 0,
+        rows_out: 0,
+        windows_out: 0,
+        latency_us: crate::emitter::latency_histogram(),
+        watermark: i64::MIN,
+        decode_ns: 0,
+        aggregate_ns: 0,
+        sink_ns: 0,
+        busy_ns: 0,
+        elapsed: Duration::ZERO,
+        finished: false,
+    };
+    let idle_sleep = Duration::from_micros(limits.poll_idle_us);
+
+    loop {
+        if ctx.stop.load(Ordering::Acquire) {
+            break;
+        }
+        if let Some(e) = emitter.borrow_mut().error.take() {
+            return Err(e);
+        }
+        raw.clear();
+        let status = source.poll(&mut raw, limits.batch_rows_max, limits.batch_bytes_max)?;
+        let now = Instant::now();
+        for &p in &raw.ended {
+            tracker.finish(p as usize);
+        }
+        report.skipped_oversized += raw.oversized;
+        report.skipped_empty += raw.empty;
+        if !raw.is_empty() {
+            report.records_in += raw.len() as u64;
+            report.bytes_in += raw.bytes() as u64;
+            let batch = decoder.decode(&mut raw, &mut kept)?;
+            let t_decoded = Instant::now();
+            report.decode_ns += (t_decoded - now).as_nanos() as u64;
+            if let Some(tc) = time_column {
+                let ts = batch.column(tc).as_primitive::<TimestampMillisecondType>();
+                for (row, &rec) in kept.iter().enumerate() {
+                    tracker.observe(raw.partition[rec as usize] as usize, ts.value(row), now);
+                }
+            }
+            let batch = match &pipeline.filter {
+                Some(f) => {
+                    let mask = evaluate_predicate(f, &batch)?;
+                    let out = filter_batch(&batch, &mask)?;
+                    report.rows_filtered_out += (batch.num_rows() - out.num_rows()) as u64;
+                    out
+                }
+                None => batch,
+            };
+            match &mut window_op {
+                Some(op) => {
+                    let late_wm = tracker.current().max(emitter.borrow().global_watermark());
+                    op.process(&batch, late_wm)?;
+                }
+                None => emitter.borrow_mut().write(&batch)?,
+            }
+            report.aggregate_ns += t_decoded.elapsed().as_nanos() as u64;
+            report.busy_ns += now.elapsed().as_nanos() as u64;
+        }
+        if let (Some(op), Some(l)) = (&mut window_op, &layout) {
+            let wm = tracker.advance(now);
+            if last_wm != Some(wm) {
+                let fire_at = wm.watermark.max(emitter.borrow().global_watermark());
+                op.fire(fire_at, &mut fired);
+                route_fired(shard, ctx.shards, l, &senders, &emitter, &mut fired).await?;
+                broadcast_watermark(shard, &senders, &emitter, wm, now).await?;
+                last_wm = Some(wm);
+            }
+        }
+        if status == SourceStatus::Finished {
+            report.finished = true;
+            break;
+        }
+        if raw.is_empty() {
+            glommio::timer::sleep(idle_sleep).await;
+        } else {
+            glommio::executor().yield_task_queue_now().await;
+        }
+    }
+
+    // Bounded input ends with a final watermark of +infinity: every open window fires.
+    if report.finished {
+        if let (Some(op), Some(l)) = (&mut window_op, &layout) {
+            op.fire(WATERMARK_MAX, &mut fired);
+            route_fired(shard, ctx.shards, l, &senders, &emitter, &mut fired).await?;
+            let fin = ShardWatermark {
+                watermark: WATERMARK_MAX,
+                idle: false,
+            };
+            broadcast_watermark(shard, &senders, &emitter, fin, Instant::now()).await?;
+        }
+    }
+    for to in 0..senders.len() {
+        if to != shard {
+            // A peer that already stopped (after an error) no longer listens: that is
+            // reported by the peer itself.
+            let _ = send(&senders, to, ExchangeMsg::Done { from: shard }).await;
+        }
+    }
+    drop(senders);
+    for r in receivers {
+        r.await;
+    }
+    let mut em = emitter.borrow_mut();
+    if let Some(e) = em.error.take() {
+        return Err(e);
+    }
+    em.flush()?;
+    if let Some(op) = &window_op {
+        report.late_events = op.stats.late_events;
+    }
+    report.late_partial_groups = em.late_partial_groups();
+    report.rows_out = em.rows_out;
+    report.windows_out = em.windows_out;
+    report.sink_ns = em.sink_ns;
+    report.latency_us = em.latency_us.clone();
+    report.decode = decoder.stats().clone();
+    report.decode_samples = decoder.samples().to_vec();
+    report.watermark = tracker.current();
+    report.positions = (0..n_parts as u32).map(|i| source.position(i)).collect();
+    report.elapsed = started.elapsed();
+    Ok(report)
+}

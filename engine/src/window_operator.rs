@@ -1,0 +1,318 @@
+//! The windowed aggregate of one shard: rows in, partial (or, on one shard, final) window
+//! results out when the watermark passes a window's end.
+//!
+//! Invariant: a window's state is created only while the shard's watermark is below its end,
+//! and is dropped (its arena freed) exactly when it fires; an event for a fired window is
+//! counted late and never updates anything.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, RecordBatch, TimestampMillisecondArray};
+use arrow::datatypes::{SchemaRef, TimestampMillisecondType};
+use arrow::row::{RowConverter, Rows, SortField};
+
+use crate::accumulator::Accumulator;
+use crate::error::{EngineError, Result};
+use crate::group_table::GroupTable;
+use crate::limits::Limits;
+use crate::plan::Aggregation;
+use crate::tumbling_window::WindowAssigner;
+
+/// Seeds of the group-key hash: fixed, so every shard routes a key to the same owner.
+const KEY_HASH_SEEDS: (u64, u64, u64, u64) = (
+    0x5370_696c_6c77_6179,
+    0x9e37_79b9_7f4a_7c15,
+    0xc2b2_ae3d_27d4_eb4f,
+    0x1656_67b1_9e37_79f9,
+);
+
+/// A fired window with all its groups.
+pub struct FiredWindow {
+    pub start: i64,
+    pub end: i64,
+    pub groups: GroupTable,
+    /// Approximate bytes of state the window held (for the state limit).
+    pub bytes: usize,
+}
+
+/// What the aggregation of one pipeline needs on every shard: key encoding, accumulators and
+/// the conversion of a window's groups into an output batch.
+pub struct AggregateLayout {
+    pub aggregation: Aggregation,
+    pub accumulators: Vec<Accumulator>,
+    /// None when the query has no group keys besides the window.
+    converter: Option<RowConverter>,
+    pub output_schema: SchemaRef,
+    hasher: ahash::RandomState,
+}
+
+impl AggregateLayout {
+    pub fn new(aggregation: &Aggregation) -> Result<Self> {
+        let accumulators = aggregation
+            .aggregates
+            .iter()
+            .map(Accumulator::new)
+            .collect::<Result<Vec<_>>>()?;
+        let converter = if aggregation.group_keys.is_empty() {
+            None
+        } else {
+            let fields = aggregation
+                .group_keys
+                .iter()
+                .map(|k| SortField::new(k.data_type()))
+                .collect();
+            Some(RowConverter::new(fields)?)
+        };
+        let (a, b, c, d) = KEY_HASH_SEEDS;
+        Ok(AggregateLayout {
+            aggregation: aggregation.clone(),
+            accumulators,
+            converter,
+            output_schema: aggregation.output_schema(),
+            hasher: ahash::RandomState::with_seeds(a, b, c, d),
+        })
+    }
+
+    pub fn stride(&self) -> usize {
+        self.accumulators.len()
+    }
+
+    #[inline]
+    pub fn hash_key(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The shard (of `shards`) that owns the final state of a key with this hash.
+    #[inline]
+    pub fn owner(hash: u64, shards: usize) -> usize {
+        ((hash >> 32) % shards as u64) as usize
+    }
+
+    /// Builds the aggregation output batch of one window (keys, window bounds, aggregates).
+    pub fn to_batch(&self, start: i64, end: i64, groups: &GroupTable) -> Result<RecordBatch> {
+        let n = groups.len();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output_schema.fields().len());
+        if let Some(conv) = &self.converter {
+            let parser = conv.parser();
+            let rows = (0..n as u32).map(|g| parser.parse(groups.key(g)));
+            columns.extend(conv.convert_rows(rows)?);
+        }
+        if self.aggregation.window.is_some() {
+            columns.push(Arc::new(TimestampMillisecondArray::from_value(start, n)));
+            columns.push(Arc::new(TimestampMillisecondArray::from_value(end, n)));
+        }
+        for (i, acc) in self.accumulators.iter().enumerate() {
+            columns.push(acc.finish(&groups.slots, groups.stride, i, 0..n as u32, &groups.strings)?);
+        }
+        RecordBatch::try_new(self.output_schema.clone(), columns)
+            .map_err(|e| EngineError::Internal(format!("window output batch: {e}")))
+    }
+}
+
+/// Counters of the window operator.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WindowStats {
+    pub rows_in: u64,
+    pub late_events: u64,
+    pub windows_fired: u64,
+    pub groups_fired: u64,
+}
+
+/// Open windows of one shard and their groups.
+pub struct WindowOperator {
+    pub layout: Arc<AggregateLayout>,
+    assigner: WindowAssigner,
+    time_column: usize,
+    windows: BTreeMap<i64, FiredWindow>,
+    groups_total: usize,
+    bytes_total: usize,
+    limits: Limits,
+    pub stats: WindowStats,
+    // Buffers reused from batch to batch.
+    rows: Option<Rows>,
+    hashes: Vec<u64>,
+    buckets: Vec<(i64, Vec<u32>)>,
+    groups: Vec<u32>,
+}
+
+impl WindowOperator {
+    pub fn new(layout: Arc<AggregateLayout>, limits: Limits) -> Result<Self> {
+        let spec = layout
+            .aggregation
+            .window
+            .ok_or_else(|| EngineError::Internal("window operator without a window".into()))?;
+        let rows = layout.converter.as_ref().map(|c| c.empty_rows(0, 0));
+        Ok(WindowOperator {
+            assigner: WindowAssigner::new(&spec),
+            time_column: spec.time_column,
+            layout,
+            windows: BTreeMap::new(),
+            groups_total: 0,
+            bytes_total: 0,
+            limits,
+            stats: WindowStats::default(),
+            rows,
+            hashes: Vec::new(),
+            buckets: Vec::new(),
+            groups: Vec::new(),
+        })
+    }
+
+    pub fn open_windows(&self) -> usize {
+        self.windows.len()
+    }
+
+    pub fn groups(&self) -> usize {
+        self.groups_total
+    }
+
+    pub fn state_bytes(&self) -> usize {
+        self.bytes_total
+    }
+
+    /// Adds the rows of `batch` (the filtered source schema) to their windows. Rows whose
+    /// window ended at or before `late_watermark` are counted late and dropped.
+    pub fn process(&mut self, batch: &RecordBatch, late_watermark: i64) -> Result<()> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        self.stats.rows_in += n as u64;
+        let layout = self.layout.clone();
+        let agg = &layout.aggregation;
+        // Event times (the decoder guarantees no nulls in the watermark column).
+        let ts_col = batch.column(self.time_column);
+        let ts: &[i64] = ts_col
+            .as_primitive_opt::<TimestampMillisecondType>()
+            .ok_or_else(|| EngineError::Internal("window time column is not TIMESTAMP(3)".into()))?
+            .values();
+
+        // Encode the group keys once for the whole batch and hash them.
+        self.hashes.clear();
+        if let (Some(conv), Some(rows)) = (&layout.converter, &mut self.rows) {
+            let keys = agg
+                .group_keys
+                .iter()
+                .map(|k| k.evaluate(batch))
+                .collect::<Result<Vec<_>>>()?;
+            rows.clear();
+            conv.append(rows, &keys)?;
+            self.hashes
+                .extend((0..n).map(|i| layout.hash_key(rows.row(i).data())));
+        } else {
+            let h = layout.hash_key(&[]);
+            self.hashes.resize(n, h);
+        }
+        let args = agg
+            .aggregates
+            .iter()
+            .zip(&layout.accumulators)
+            .map(|(a, acc)| {
+                let v = a.arg.as_ref().map(|e| e.evaluate(batch)).transpose()?;
+                acc.prepare(v.as_ref())
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        // Bucket the rows by window (a batch usually spans one to three windows).
+        for b in &mut self.buckets {
+            b.1.clear();
+        }
+        let mut last = usize::MAX;
+        for (i, &t) in ts.iter().enumerate() {
+            let (start, end) = self.assigner.assign(t);
+            if end <= late_watermark {
+                self.stats.late_events += 1;
+                continue;
+            }
+            if last == usize::MAX || self.buckets[last].0 != start {
+                last = match self.buckets.iter().position(|b| b.0 == start) {
+                    Some(p) => p,
+                    None => {
+                        self.buckets.push((start, Vec::new()));
+                        self.buckets.len() - 1
+                    }
+                };
+            }
+            self.buckets[last].1.push(i as u32);
+        }
+
+        let stride = layout.stride();
+        for (start, rows_in_window) in &self.buckets {
+            if rows_in_window.is_empty() {
+                continue;
+            }
+            if !self.windows.contains_key(start) && self.windows.len() >= self.limits.windows_open_max {
+                return Err(EngineError::Limit(format!(
+                    "more than windows_open_max = {} windows are open on one shard; \
+                     is the event time far out of order, or the watermark bound too large?",
+                    self.limits.windows_open_max
+                )));
+            }
+            let window = self.windows.entry(*start).or_insert_with(|| FiredWindow {
+                start: *start,
+                end: start.saturating_add(self.assigner.size_ms()),
+                groups: GroupTable::new(stride),
+                bytes: 0,
+            });
+            self.groups.clear();
+            for &r in rows_in_window {
+                let key: &[u8] = match &self.rows {
+                    Some(rows) => rows.row(r as usize).data(),
+                    None => &[],
+                };
+                let (g, new) = window.groups.find_or_insert(key, self.hashes[r as usize]);
+                if new {
+                    let bytes = key.len() + stride * 16 + 40;
+                    self.groups_total += 1;
+                    self.bytes_total += bytes;
+                    window.bytes += bytes;
+                }
+                self.groups.push(g);
+            }
+            for (i, acc) in layout.accumulators.iter().enumerate() {
+                let table = &mut window.groups;
+                acc.update(
+                    &mut table.slots,
+                    stride,
+                    i,
+                    &self.groups,
+                    rows_in_window,
+                    args[i].as_ref(),
+                    &mut table.strings,
+                );
+            }
+        }
+        if self.buckets.len() > 8 {
+            self.buckets.clear();
+        }
+        if self.groups_total > self.limits.state_groups_max {
+            return Err(EngineError::Limit(format!(
+                "window state of one shard holds {} groups, over state_groups_max = {}",
+                self.groups_total, self.limits.state_groups_max
+            )));
+        }
+        if self.bytes_total > self.limits.state_bytes_max {
+            return Err(EngineError::Limit(format!(
+                "window state of one shard takes about {} bytes, over state_bytes_max = {}",
+                self.bytes_total, self.limits.state_bytes_max
+            )));
+        }
+        Ok(())
+    }
+
+    /// Removes and returns, oldest first, every window whose end is at or before `watermark`.
+    pub fn fire(&mut self, watermark: i64, out: &mut Vec<FiredWindow>) {
+        while let Some(entry) = self.windows.first_entry() {
+            if entry.get().end > watermark {
+                break;
+            }
+            let w = entry.remove();
+            self.groups_total -= w.groups.len();
+            self.bytes_total -= w.bytes;
+            self.stats.windows_fired += 1;
+            self.stats.groups_fired += w.groups.len() as u64;
+            out.push(w);
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Shared harness of spillway's end-to-end and oracle tests (the test files are in `tests/`).
+//!
+//! - `oracle.rs`: an independent batch computation of the test queries (serde_json, chrono,
+//!   plain Rust closures; none of the engine's code).
+//! - `compare.rs`: row-for-row comparison with a float tolerance and a readable diff.
+//! - `data.rs`: generated trades as JSON lines, to a file or to a topic's partitions.
+//! - `kafka.rs`: topic creation, a checked producer, metadata look-ups (mock cluster or tansu).
+//! - `tansu.rs`: a real `tansu` broker process (installed with cargo if missing).
+//! - `job.rs`: SQL table helpers and running a program through the engine's library API.
+
+pub mod compare;
+pub mod data;
+pub mod job;
+pub mod kafka;
+pub mod oracle;
+pub mod tansu;

@@ -262,16 +262,10 @@ pub(crate) mod test_support {
 /// that file short).
 #[cfg(test)]
 mod kafka_source_tests {
-    use std::collections::BTreeMap;
     use std::time::{Duration, Instant};
-
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{Offset, TopicPartitionList};
 
     use super::test_support::{drain, options, payloads, produce};
     use super::EmbeddedKafka;
-    use crate::kafka_options;
-    use crate::kafka_options::CONSUMER_DEFAULTS;
     use crate::kafka_source::KafkaSourceFactory;
     use crate::{RawBatch, SourceFactory, SourceStatus};
 
@@ -490,51 +484,9 @@ mod kafka_source_tests {
         (rates[0], rates[1])
     }
 
-    /// The same prefetched read through `BaseConsumer::poll` (what the batch API replaced).
-    fn base_consumer_poll_rate(n: usize) -> f64 {
-        use rdkafka::message::Message;
-        let kafka = EmbeddedKafka::start(1).expect("kafka");
-        let servers = kafka.bootstrap_servers();
-        kafka.create_topic("rate", 1).expect("topic");
-        produce(&servers, "rate", &vec![(0, Some(vec![b'x'; 100])); n]);
-        let properties = BTreeMap::from([("bootstrap.servers".to_string(), servers.clone())]);
-        let consumer: BaseConsumer = kafka_options::client_config(CONSUMER_DEFAULTS, &properties)
-            .set("group.id", "rate")
-            .create()
-            .expect("consumer");
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset("rate", 0, Offset::Beginning)
-            .expect("tpl");
-        consumer.assign(&tpl).expect("assign");
-        std::thread::sleep(Duration::from_millis(300));
-        let (mut batch, started) = (RawBatch::default(), Instant::now());
-        let mut first = None; // timed from the first record (the first fetch is slow)
-        while batch.len() < n {
-            if let Some(Ok(m)) = consumer.poll(Duration::ZERO) {
-                first.get_or_insert_with(Instant::now);
-                batch.push(0, m.offset(), m.payload().unwrap_or_default());
-            }
-        }
-        let elapsed = first.map(|t| t.elapsed()).unwrap_or(started.elapsed());
-        n as f64 / elapsed.as_secs_f64()
-    }
-
     #[test]
     fn read_rate_smoke() {
         let (end_to_end, prefetched) = read_rate(2_000, 2);
         assert!(end_to_end > 0.0 && prefetched > 0.0);
-    }
-
-    /// `cargo test --release -p spillway-connectors --lib kafka_source -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn read_rate_report() {
-        let (end_to_end, prefetched) = read_rate(30_000, 10);
-        let base = base_consumer_poll_rate(30_000);
-        println!(
-            "kafka source, one partition of the mock cluster, 100-byte records: \
-             {end_to_end:.0} records/s end to end, {prefetched:.0} records/s prefetched; \
-             BaseConsumer::poll prefetched: {base:.0} records/s"
-        );
     }
 }

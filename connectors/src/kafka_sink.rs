@@ -620,33 +620,4 @@ mod tests {
             .expect("enqueued");
         sink.flush().expect("no guarantee");
     }
-
-    /// `cargo test --release -p spillway-connectors --lib kafka_sink -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn write_rate_report() {
-        let kafka = EmbeddedKafka::start(1).expect("kafka");
-        kafka.create_topic("rate", 1).expect("topic");
-        let o = options(
-            &kafka.bootstrap_servers(),
-            "rate",
-            &[("key.fields", "symbol")],
-        );
-        let factory = KafkaSinkFactory::from_options("s", &o, schema()).expect("factory");
-        let mut sink = factory.open(0).expect("sink");
-        let rows: Vec<(String, i64, Option<i64>)> = (0..1000)
-            .map(|i| (format!("SYM{:03}", i % 64), i * 1000, Some(i)))
-            .collect();
-        let rows: Vec<(&str, i64, Option<i64>)> =
-            rows.iter().map(|(s, e, t)| (s.as_str(), *e, *t)).collect();
-        let batch = batch(&rows);
-        let started = Instant::now();
-        for _ in 0..40 {
-            sink.write(&batch).expect("write");
-        }
-        sink.flush().expect("flush");
-        let rate = sink.rows_written() as f64 / started.elapsed().as_secs_f64();
-        assert_eq!(sink.rows_written(), 40_000);
-        println!("kafka sink: {rate:.0} rows/s (write + flush, keyed, mock cluster)");
-    }
 }

@@ -13,6 +13,7 @@ pub mod file_sink;
 pub mod file_source;
 pub mod generator_source;
 pub mod json_lines;
+pub mod kafka_batch_queue;
 pub mod kafka_options;
 pub mod kafka_sink;
 pub mod kafka_source;

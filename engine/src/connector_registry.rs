@@ -59,10 +59,23 @@ pub fn idle_timeout_ms(table: &TableDef) -> Result<Option<i64>> {
     }
 }
 
-/// Builds the source factory of `table`; `shards` bounds how many splits a file gets.
-pub fn source_factory(table: &TableDef, shards: usize) -> Result<Arc<dyn SourceFactory>> {
-    let options = connector_options(table)?;
+/// The option through which sources skip oversized records.
+const RECORD_BYTES_MAX_OPTION: &str = "source.record-bytes-max";
+
+/// Builds the source factory of `table`; `shards` bounds how many splits a file gets, and
+/// `record_bytes_max` is the record size limit unless the table sets its own.
+pub fn source_factory(
+    table: &TableDef,
+    shards: usize,
+    record_bytes_max: usize,
+) -> Result<Arc<dyn SourceFactory>> {
+    let mut options = connector_options(table)?;
     let name = table.name.as_str();
+    if matches!(table.connector().as_str(), "kafka" | "filesystem") {
+        options
+            .entry(RECORD_BYTES_MAX_OPTION.to_string())
+            .or_insert_with(|| record_bytes_max.to_string());
+    }
     Ok(match table.connector().as_str() {
         "kafka" => Arc::new(KafkaSourceFactory::from_options(name, &options)?),
         "filesystem" => Arc::new(FileSourceFactory::from_options(name, &options, shards)?),

@@ -174,7 +174,11 @@ pub fn prepare(program: &Program, opts: &JobOptions) -> Result<PreparedJob> {
     let shards = opts.shards.unwrap_or(cores.len()).max(1);
     let source = match &opts.source_override {
         Some(s) => s.clone(),
-        None => connector_registry::source_factory(&source_table, shards)?,
+        None => connector_registry::source_factory(
+            &source_table,
+            shards,
+            opts.limits.record_bytes_max,
+        )?,
     };
     let sink = match &opts.sink_override {
         Some(s) => s.clone(),
@@ -247,6 +251,7 @@ pub fn run_prepared(job: PreparedJob, opts: &JobOptions) -> Result<JobReport> {
         };
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("spillway-shard-{shard}"))
+            .preempt_timer(Duration::from_micros(opts.limits.preempt_us))
             .spawn(move || async move {
                 glommio_dma_probe_workaround().await;
                 run_shard(ctx).await

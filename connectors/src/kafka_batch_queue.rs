@@ -177,4 +177,3 @@ impl Drop for TakenMessages<'_> {
         }
     }
 }
-

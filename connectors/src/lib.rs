@@ -56,8 +56,12 @@ pub trait Source: Send {
 
     /// Appends up to `records_max` records (and about `bytes_max` bytes) to `out` without
     /// blocking. `out` is not cleared.
-    fn poll(&mut self, out: &mut RawBatch, records_max: usize, bytes_max: usize)
-        -> Result<SourceStatus>;
+    fn poll(
+        &mut self,
+        out: &mut RawBatch,
+        records_max: usize,
+        bytes_max: usize,
+    ) -> Result<SourceStatus>;
 
     /// The next offset to read of partition `index` (what a checkpoint or commit stores).
     fn position(&self, index: u32) -> i64;

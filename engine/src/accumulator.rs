@@ -6,9 +6,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray,
-};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMillisecondType};
 
@@ -106,7 +104,9 @@ impl Accumulator {
     pub fn prepare(&self, arg: Option<&ArrayRef>) -> Result<Option<ArrayRef>> {
         match (&self.input_type, arg) {
             (Some(t), Some(a)) if a.data_type() == t => Ok(Some(a.clone())),
-            (Some(DataType::Int64), Some(a)) if matches!(a.data_type(), DataType::Timestamp(_, _)) => {
+            (Some(DataType::Int64), Some(a))
+                if matches!(a.data_type(), DataType::Timestamp(_, _)) =>
+            {
                 let ts = a.as_primitive::<TimestampMillisecondType>();
                 Ok(Some(Arc::new(ts.reinterpret_cast::<Int64Type>())))
             }
@@ -228,7 +228,13 @@ impl Accumulator {
     }
 
     /// Merges a partial slot (with its strings) into a final one.
-    pub fn merge(&self, into: &mut Slot, from: Slot, from_str: Option<&[u8]>, strings: &mut StringStore) {
+    pub fn merge(
+        &self,
+        into: &mut Slot,
+        from: Slot,
+        from_str: Option<&[u8]>,
+        strings: &mut StringStore,
+    ) {
         match self.kind {
             AccKind::CountStar | AccKind::CountValues => into.a += from.a,
             AccKind::SumInt => {
@@ -257,7 +263,11 @@ impl Accumulator {
                     return;
                 }
                 let (f, i) = (f64::from_bits(from.a), f64::from_bits(into.a));
-                let better = if self.kind == AccKind::MinFloat { f < i } else { f > i };
+                let better = if self.kind == AccKind::MinFloat {
+                    f < i
+                } else {
+                    f > i
+                };
                 if into.b == 0 || better {
                     *into = from;
                 }
@@ -286,15 +296,15 @@ impl Accumulator {
     ) -> Result<ArrayRef> {
         let get = |g: u32| slots[g as usize * stride + index];
         let array: ArrayRef = match self.kind {
-            AccKind::CountStar | AccKind::CountValues => {
-                Arc::new(Int64Array::from_iter_values(groups.map(|g| get(g).a as i64)))
-            }
-            AccKind::SumInt | AccKind::MinInt | AccKind::MaxInt => Arc::new(Int64Array::from_iter(
-                groups.map(|g| {
+            AccKind::CountStar | AccKind::CountValues => Arc::new(Int64Array::from_iter_values(
+                groups.map(|g| get(g).a as i64),
+            )),
+            AccKind::SumInt | AccKind::MinInt | AccKind::MaxInt => {
+                Arc::new(Int64Array::from_iter(groups.map(|g| {
                     let s = get(g);
                     (s.b > 0).then_some(s.a as i64)
-                }),
-            )),
+                })))
+            }
             AccKind::SumFloat | AccKind::MinFloat | AccKind::MaxFloat => {
                 Arc::new(Float64Array::from_iter(groups.map(|g| {
                     let s = get(g);
@@ -305,10 +315,12 @@ impl Accumulator {
                 let s = get(g);
                 (s.b > 0).then(|| f64::from_bits(s.a) / s.b as f64)
             }))),
-            AccKind::MinStr | AccKind::MaxStr => Arc::new(StringArray::from_iter(groups.map(|g| {
-                let s = get(g);
-                (s.b > 0).then(|| String::from_utf8_lossy(&strings[s.a as usize]).into_owned())
-            }))),
+            AccKind::MinStr | AccKind::MaxStr => {
+                Arc::new(StringArray::from_iter(groups.map(|g| {
+                    let s = get(g);
+                    (s.b > 0).then(|| String::from_utf8_lossy(&strings[s.a as usize]).into_owned())
+                })))
+            }
         };
         if array.data_type() == &self.output_type {
             return Ok(array);
@@ -316,11 +328,17 @@ impl Accumulator {
         match (&self.output_type, self.kind) {
             (DataType::Timestamp(_, _), AccKind::MinInt | AccKind::MaxInt | AccKind::SumInt) => {
                 let ints = array.as_primitive::<Int64Type>();
-                Ok(Arc::new(ints.reinterpret_cast::<TimestampMillisecondType>()))
+                Ok(Arc::new(
+                    ints.reinterpret_cast::<TimestampMillisecondType>(),
+                ))
             }
             (DataType::Boolean, _) => {
                 let ints = array.as_primitive::<Int64Type>();
-                Ok(Arc::new(ints.iter().map(|v| v.map(|v| v != 0)).collect::<BooleanArray>()))
+                Ok(Arc::new(
+                    ints.iter()
+                        .map(|v| v.map(|v| v != 0))
+                        .collect::<BooleanArray>(),
+                ))
             }
             _ => Ok(cast(&array, &self.output_type)?),
         }
@@ -335,7 +353,11 @@ fn update_string(kind: AccKind, s: &mut Slot, v: &[u8], strings: &mut StringStor
         return;
     }
     let cur = &strings[s.a as usize];
-    let better = if kind == AccKind::MinStr { v < &cur[..] } else { v > &cur[..] };
+    let better = if kind == AccKind::MinStr {
+        v < &cur[..]
+    } else {
+        v > &cur[..]
+    };
     if better {
         strings[s.a as usize] = v.into();
     }
@@ -378,9 +400,21 @@ mod tests {
         let mut strings = StringStore::new();
         for (i, acc) in accs.iter().enumerate() {
             let p = acc.prepare(Some(&input)).unwrap();
-            acc.update(&mut slots, stride, i, &groups, &rows, p.as_ref(), &mut strings);
+            acc.update(
+                &mut slots,
+                stride,
+                i,
+                &groups,
+                &rows,
+                p.as_ref(),
+                &mut strings,
+            );
         }
-        let col = |i: usize| accs[i].finish(&slots, stride, i, 0..2u32, &strings).unwrap();
+        let col = |i: usize| {
+            accs[i]
+                .finish(&slots, stride, i, 0..2u32, &strings)
+                .unwrap()
+        };
         assert_eq!(col(0).as_primitive::<Int64Type>().values(), &[14, -3]);
         assert_eq!(col(1).as_primitive::<Int64Type>().values(), &[5, -3]);
         assert_eq!(col(2).as_primitive::<Int64Type>().values(), &[9, -3]);
@@ -391,7 +425,11 @@ mod tests {
             let from = slots[stride + i];
             acc.merge(&mut merged[i], from, None, &mut strings);
         }
-        let m = |i: usize| accs[i].finish(&merged, stride, i, 0..1u32, &strings).unwrap();
+        let m = |i: usize| {
+            accs[i]
+                .finish(&merged, stride, i, 0..1u32, &strings)
+                .unwrap()
+        };
         assert_eq!(m(0).as_primitive::<Int64Type>().value(0), 11);
         assert_eq!(m(1).as_primitive::<Int64Type>().value(0), -3);
         assert_eq!(m(2).as_primitive::<Int64Type>().value(0), 9);
@@ -400,12 +438,25 @@ mod tests {
 
     #[test]
     fn avg_and_empty_groups_are_null() {
-        let acc = Accumulator::new(&call(AggFunc::Avg, Some(DataType::Int32), DataType::Float64)).unwrap();
+        let acc = Accumulator::new(&call(
+            AggFunc::Avg,
+            Some(DataType::Int32),
+            DataType::Float64,
+        ))
+        .unwrap();
         let input: ArrayRef = Arc::new(arrow::array::Int32Array::from(vec![1, 2, 4]));
         let p = acc.prepare(Some(&input)).unwrap();
         let mut slots = vec![Slot::EMPTY; 2];
         let mut strings = StringStore::new();
-        acc.update(&mut slots, 1, 0, &[0, 0, 0], &[0, 1, 2], p.as_ref(), &mut strings);
+        acc.update(
+            &mut slots,
+            1,
+            0,
+            &[0, 0, 0],
+            &[0, 1, 2],
+            p.as_ref(),
+            &mut strings,
+        );
         let out = acc.finish(&slots, 1, 0, 0..2u32, &strings).unwrap();
         let out = out.as_primitive::<Float64Type>();
         assert!((out.value(0) - 7.0 / 3.0).abs() < 1e-12);
@@ -414,13 +465,36 @@ mod tests {
 
     #[test]
     fn min_max_strings() {
-        let min = Accumulator::new(&call(AggFunc::Min, Some(DataType::Utf8), DataType::Utf8)).unwrap();
-        let max = Accumulator::new(&call(AggFunc::Max, Some(DataType::Utf8), DataType::Utf8)).unwrap();
-        let input: ArrayRef = Arc::new(StringArray::from(vec![Some("m"), None, Some("a"), Some("z")]));
+        let min =
+            Accumulator::new(&call(AggFunc::Min, Some(DataType::Utf8), DataType::Utf8)).unwrap();
+        let max =
+            Accumulator::new(&call(AggFunc::Max, Some(DataType::Utf8), DataType::Utf8)).unwrap();
+        let input: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("m"),
+            None,
+            Some("a"),
+            Some("z"),
+        ]));
         let mut slots = vec![Slot::EMPTY; 2];
         let mut strings = StringStore::new();
-        min.update(&mut slots, 2, 0, &[0; 4], &[0, 1, 2, 3], Some(&input), &mut strings);
-        max.update(&mut slots, 2, 1, &[0; 4], &[0, 1, 2, 3], Some(&input), &mut strings);
+        min.update(
+            &mut slots,
+            2,
+            0,
+            &[0; 4],
+            &[0, 1, 2, 3],
+            Some(&input),
+            &mut strings,
+        );
+        max.update(
+            &mut slots,
+            2,
+            1,
+            &[0; 4],
+            &[0, 1, 2, 3],
+            Some(&input),
+            &mut strings,
+        );
         let a = min.finish(&slots, 2, 0, 0..1u32, &strings).unwrap();
         let b = max.finish(&slots, 2, 1, 0..1u32, &strings).unwrap();
         assert_eq!(a.as_string::<i32>().value(0), "a");
@@ -431,11 +505,21 @@ mod tests {
     fn timestamp_min_keeps_its_type() {
         let ts = DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None);
         let acc = Accumulator::new(&call(AggFunc::Max, Some(ts.clone()), ts.clone())).unwrap();
-        let input: ArrayRef = Arc::new(arrow::array::TimestampMillisecondArray::from(vec![3, 10, 7]));
+        let input: ArrayRef = Arc::new(arrow::array::TimestampMillisecondArray::from(vec![
+            3, 10, 7,
+        ]));
         let p = acc.prepare(Some(&input)).unwrap();
         let mut slots = vec![Slot::EMPTY; 1];
         let mut strings = StringStore::new();
-        acc.update(&mut slots, 1, 0, &[0, 0, 0], &[0, 1, 2], p.as_ref(), &mut strings);
+        acc.update(
+            &mut slots,
+            1,
+            0,
+            &[0, 0, 0],
+            &[0, 1, 2],
+            p.as_ref(),
+            &mut strings,
+        );
         let out = acc.finish(&slots, 1, 0, 0..1u32, &strings).unwrap();
         assert_eq!(out.data_type(), &ts);
         assert_eq!(out.as_primitive::<TimestampMillisecondType>().value(0), 10);

@@ -80,14 +80,18 @@ pub fn source_factory(
         "kafka" => Arc::new(KafkaSourceFactory::from_options(name, &options)?),
         "filesystem" => Arc::new(FileSourceFactory::from_options(name, &options, shards)?),
         "trades-generator" => Arc::new(GeneratorSourceFactory::from_options(name, &options)?),
-        "" => return Err(EngineError::Config(format!(
-            "table '{name}' has no 'connector' option; sources are: {}",
-            SOURCE_CONNECTORS.join(", ")
-        ))),
-        other => return Err(EngineError::Config(format!(
-            "table '{name}': connector '{other}' cannot be read; sources are: {}",
-            SOURCE_CONNECTORS.join(", ")
-        ))),
+        "" => {
+            return Err(EngineError::Config(format!(
+                "table '{name}' has no 'connector' option; sources are: {}",
+                SOURCE_CONNECTORS.join(", ")
+            )))
+        }
+        other => {
+            return Err(EngineError::Config(format!(
+                "table '{name}': connector '{other}' cannot be read; sources are: {}",
+                SOURCE_CONNECTORS.join(", ")
+            )))
+        }
     })
 }
 
@@ -100,13 +104,17 @@ pub fn sink_factory(table: &TableDef, schema: SchemaRef) -> Result<Arc<dyn SinkF
         "filesystem" => Arc::new(FileSinkFactory::from_options(name, &options)?),
         "print" => Arc::new(PrintSinkFactory::from_options(name, &options)?),
         "blackhole" => Arc::new(BlackholeSinkFactory::from_options(name, &options)?),
-        "" => return Err(EngineError::Config(format!(
-            "table '{name}' has no 'connector' option; sinks are: {}",
-            SINK_CONNECTORS.join(", ")
-        ))),
-        other => return Err(EngineError::Config(format!(
-            "table '{name}': connector '{other}' cannot be written; sinks are: {}",
-            SINK_CONNECTORS.join(", ")
-        ))),
+        "" => {
+            return Err(EngineError::Config(format!(
+                "table '{name}' has no 'connector' option; sinks are: {}",
+                SINK_CONNECTORS.join(", ")
+            )))
+        }
+        other => {
+            return Err(EngineError::Config(format!(
+                "table '{name}': connector '{other}' cannot be written; sinks are: {}",
+                SINK_CONNECTORS.join(", ")
+            )))
+        }
     })
 }

@@ -116,7 +116,10 @@ fn produce(
 
 /// Runs the demo and returns its summary.
 pub fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
-    let shards = opts.shards.unwrap_or_else(|| available_cores().len()).max(1);
+    let shards = opts
+        .shards
+        .unwrap_or_else(|| available_cores().len())
+        .max(1);
     let partitions = opts.partitions.unwrap_or(shards).max(1);
     let kafka = EmbeddedKafka::start(1)?;
     kafka.create_topic("trades", partitions as i32)?;
@@ -132,7 +135,11 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
                 .options
                 .insert("scan.startup.mode".into(), "earliest-offset".into());
         } else if table.name.eq_ignore_ascii_case("stats") {
-            let connector = if opts.print_results { "print" } else { "blackhole" };
+            let connector = if opts.print_results {
+                "print"
+            } else {
+                "blackhole"
+            };
             table.options.clear();
             table.options.insert("connector".into(), connector.into());
         }
@@ -141,7 +148,12 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
     let stop = Arc::new(AtomicBool::new(false));
     let produced = Arc::new(AtomicU64::new(0));
     let producer = {
-        let (b, o, s, p) = (bootstrap.clone(), opts.clone(), stop.clone(), produced.clone());
+        let (b, o, s, p) = (
+            bootstrap.clone(),
+            opts.clone(),
+            stop.clone(),
+            produced.clone(),
+        );
         thread::Builder::new()
             .name("spillway-demo-producer".into())
             .spawn(move || produce(b, partitions as i32, o, s, p))

@@ -92,7 +92,13 @@ impl Emitter {
     }
 
     /// A shard's watermark: fires the windows it completes into the sink.
-    pub fn on_watermark(&mut self, from: usize, watermark: i64, idle: bool, at: Instant) -> Result<()> {
+    pub fn on_watermark(
+        &mut self,
+        from: usize,
+        watermark: i64,
+        idle: bool,
+        at: Instant,
+    ) -> Result<()> {
         let Some((layout, f)) = &mut self.final_stage else {
             return Ok(());
         };

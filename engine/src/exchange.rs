@@ -36,7 +36,11 @@ impl PartialWindow {
     }
 
     pub fn key(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.key_ends[i - 1] as usize };
+        let start = if i == 0 {
+            0
+        } else {
+            self.key_ends[i - 1] as usize
+        };
         &self.key_bytes[start..self.key_ends[i] as usize]
     }
 
@@ -67,7 +71,9 @@ pub enum ExchangeMsg {
         at: Instant,
     },
     /// The sender sends nothing more.
-    Done { from: usize },
+    Done {
+        from: usize,
+    },
 }
 
 /// Splits a locally fired window into one partial per owning shard (empty ones omitted).

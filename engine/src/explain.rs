@@ -10,23 +10,38 @@ use crate::sql::explain_expr;
 pub fn explain(job: &PreparedJob, pin_cores: bool) -> String {
     let p = &job.pipeline;
     let mut s = String::new();
-    let _ = writeln!(s, "INSERT INTO {} (from {})", job.sink_table.name, job.source_table.name);
+    let _ = writeln!(
+        s,
+        "INSERT INTO {} (from {})",
+        job.sink_table.name, job.source_table.name
+    );
     let _ = writeln!(s, "source: {}", job.source.describe());
     let _ = writeln!(s, "sink:   {}", job.sink.describe());
     let _ = writeln!(
         s,
         "shards: {} (one glommio executor each{})",
         job.shards,
-        if pin_cores { ", pinned" } else { ", not pinned" }
+        if pin_cores {
+            ", pinned"
+        } else {
+            ", not pinned"
+        }
     );
     for shard in 0..job.shards {
         let parts = assign_partitions(&job.partitions, shard, job.shards);
         let core = job.cores[shard % job.cores.len()];
-        let list: Vec<String> = parts.iter().map(|p| format!("{}[{}]", p.topic, p.partition)).collect();
+        let list: Vec<String> = parts
+            .iter()
+            .map(|p| format!("{}[{}]", p.topic, p.partition))
+            .collect();
         let _ = writeln!(
             s,
             "  shard {shard} on core {core}: {}",
-            if list.is_empty() { "no partitions".to_string() } else { list.join(", ") }
+            if list.is_empty() {
+                "no partitions".to_string()
+            } else {
+                list.join(", ")
+            }
         );
     }
     let _ = writeln!(s, "operators on every shard:");
@@ -41,7 +56,10 @@ pub fn explain(job: &PreparedJob, pin_cores: bool) -> String {
         .iter()
         .map(|c| format!("{} {}", c.name, c.ty.sql_name()))
         .collect();
-    line(&mut s, format!("decode JSON (simd-json) -> Arrow [{}]", cols.join(", ")));
+    line(
+        &mut s,
+        format!("decode JSON (simd-json) -> Arrow [{}]", cols.join(", ")),
+    );
     if let Some(w) = job.source_table.watermark {
         line(
             &mut s,

@@ -83,7 +83,12 @@ impl FinalAggregate {
                 let from_str = (acc.uses_strings() && from.b > 0)
                     .then(|| &partial.strings[from.a as usize][..]);
                 let table = &mut w.groups;
-                acc.merge(&mut table.slots[base + a], from, from_str, &mut table.strings);
+                acc.merge(
+                    &mut table.slots[base + a],
+                    from,
+                    from_str,
+                    &mut table.strings,
+                );
             }
         }
     }

@@ -65,8 +65,7 @@ impl GroupTable {
         let ptr = NonNull::new(stored.as_mut_ptr()).unwrap_or(NonNull::dangling());
         self.keys.push((ptr, key.len(), hash));
         let keys = &self.keys;
-        self.index
-            .insert_unique(hash, g, |&g| keys[g as usize].2);
+        self.index.insert_unique(hash, g, |&g| keys[g as usize].2);
         self.slots
             .resize(self.slots.len() + self.stride, Slot::EMPTY);
         (g, true)

@@ -61,7 +61,11 @@ pub fn available_cores() -> Vec<usize> {
 }
 
 /// The partitions of shard `shard` of `shards`: round robin over the sorted partitions.
-pub fn assign_partitions(partitions: &[PartitionInfo], shard: usize, shards: usize) -> Vec<PartitionInfo> {
+pub fn assign_partitions(
+    partitions: &[PartitionInfo],
+    shard: usize,
+    shards: usize,
+) -> Vec<PartitionInfo> {
     partitions
         .iter()
         .enumerate()
@@ -174,11 +178,9 @@ pub fn prepare(program: &Program, opts: &JobOptions) -> Result<PreparedJob> {
     let shards = opts.shards.unwrap_or(cores.len()).max(1);
     let source = match &opts.source_override {
         Some(s) => s.clone(),
-        None => connector_registry::source_factory(
-            &source_table,
-            shards,
-            opts.limits.record_bytes_max,
-        )?,
+        None => {
+            connector_registry::source_factory(&source_table, shards, opts.limits.record_bytes_max)?
+        }
     };
     let sink = match &opts.sink_override {
         Some(s) => s.clone(),
@@ -265,7 +267,10 @@ pub fn run_prepared(job: PreparedJob, opts: &JobOptions) -> Result<JobReport> {
         match h.join() {
             Ok(Ok(r)) => reports.push(r),
             Ok(Err(e)) => errors.push((shard, e)),
-            Err(_) => errors.push((shard, EngineError::Internal(format!("shard {shard} panicked")))),
+            Err(_) => errors.push((
+                shard,
+                EngineError::Internal(format!("shard {shard} panicked")),
+            )),
         }
     }
     let close = job.sink.close();
@@ -273,7 +278,10 @@ pub fn run_prepared(job: PreparedJob, opts: &JobOptions) -> Result<JobReport> {
         opts.stop.store(true, Ordering::Release);
         // Report the root cause: the error of the shard that failed first.
         let first = first_error.get().copied();
-        let pos = errors.iter().position(|(s, _)| Some(*s) == first).unwrap_or(0);
+        let pos = errors
+            .iter()
+            .position(|(s, _)| Some(*s) == first)
+            .unwrap_or(0);
         let (_, e) = errors.swap_remove(pos);
         for (shard, other) in errors {
             tracing::debug!("shard {shard} also failed: {other}");

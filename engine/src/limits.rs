@@ -59,12 +59,32 @@ impl Limits {
             Ok(())
         }
         check("batch_rows_max", self.batch_rows_max as u64, 1, 1 << 20)?;
-        check("batch_bytes_max", self.batch_bytes_max as u64, 1 << 10, 1 << 30)?;
-        check("record_bytes_max", self.record_bytes_max as u64, 64, 1 << 30)?;
-        check("state_bytes_max", self.state_bytes_max as u64, 1 << 20, 1 << 40)?;
+        check(
+            "batch_bytes_max",
+            self.batch_bytes_max as u64,
+            1 << 10,
+            1 << 30,
+        )?;
+        check(
+            "record_bytes_max",
+            self.record_bytes_max as u64,
+            64,
+            1 << 30,
+        )?;
+        check(
+            "state_bytes_max",
+            self.state_bytes_max as u64,
+            1 << 20,
+            1 << 40,
+        )?;
         check("state_groups_max", self.state_groups_max as u64, 1, 1 << 32)?;
         check("windows_open_max", self.windows_open_max as u64, 1, 1 << 24)?;
-        check("exchange_queue_max", self.exchange_queue_max as u64, 2, 1 << 16)?;
+        check(
+            "exchange_queue_max",
+            self.exchange_queue_max as u64,
+            2,
+            1 << 16,
+        )?;
         check("poll_idle_us", self.poll_idle_us, 0, 1_000_000)?;
         check("preempt_us", self.preempt_us, 50, 1_000_000)?;
         check(

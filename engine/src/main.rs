@@ -13,7 +13,11 @@ use spillway_engine::job::{prepare, run_prepared, JobOptions};
 use spillway_engine::summary::summarize;
 
 #[derive(Parser)]
-#[command(name = "spillway", version, about = "Thread-per-core streaming SQL over Kafka")]
+#[command(
+    name = "spillway",
+    version,
+    about = "Thread-per-core streaming SQL over Kafka"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -142,7 +146,10 @@ fn main_inner(cli: Cli) -> anyhow::Result<()> {
                 ..JobOptions::default()
             };
             let job = prepare(&program, &opts)?;
-            print!("{}", spillway_engine::explain::explain(&job, opts.pin_cores));
+            print!(
+                "{}",
+                spillway_engine::explain::explain(&job, opts.pin_cores)
+            );
         }
     }
     Ok(())

@@ -105,12 +105,14 @@ async fn connect_all(
 ) {
     let tx_tasks: Vec<_> = senders
         .into_iter()
-        .map(|s| glommio::spawn_local(async move {
-            match s {
-                Some(s) => Some(s.connect().await),
-                None => None,
-            }
-        }))
+        .map(|s| {
+            glommio::spawn_local(async move {
+                match s {
+                    Some(s) => Some(s.connect().await),
+                    None => None,
+                }
+            })
+        })
         .collect();
     let rx_tasks: Vec<_> = receivers
         .into_iter()

@@ -128,7 +128,11 @@ mod tests {
         let t0 = Instant::now();
         let mut w = WatermarkTracker::new(2, 100, Duration::from_secs(60), t0);
         w.observe(0, 1_000, t0);
-        assert_eq!(w.advance(t0).watermark, WATERMARK_MIN, "partition 1 has no data yet");
+        assert_eq!(
+            w.advance(t0).watermark,
+            WATERMARK_MIN,
+            "partition 1 has no data yet"
+        );
         w.observe(1, 500, t0);
         assert_eq!(w.advance(t0).watermark, 400);
         w.observe(1, 2_000, t0);
@@ -180,7 +184,10 @@ mod tests {
         assert_eq!(w.advance(t0).watermark, 100);
         w.finish(0);
         assert_eq!(w.advance(t0).watermark, WATERMARK_MAX);
-        assert_eq!(WatermarkTracker::new(0, 0, Duration::ZERO, t0).current(), WATERMARK_MAX);
+        assert_eq!(
+            WatermarkTracker::new(0, 0, Duration::ZERO, t0).current(),
+            WATERMARK_MAX
+        );
     }
 
     proptest! {

@@ -103,7 +103,13 @@ impl AggregateLayout {
             columns.push(Arc::new(TimestampMillisecondArray::from_value(end, n)));
         }
         for (i, acc) in self.accumulators.iter().enumerate() {
-            columns.push(acc.finish(&groups.slots, groups.stride, i, 0..n as u32, &groups.strings)?);
+            columns.push(acc.finish(
+                &groups.slots,
+                groups.stride,
+                i,
+                0..n as u32,
+                &groups.strings,
+            )?);
         }
         RecordBatch::try_new(self.output_schema.clone(), columns)
             .map_err(|e| EngineError::Internal(format!("window output batch: {e}")))
@@ -242,7 +248,9 @@ impl WindowOperator {
             if rows_in_window.is_empty() {
                 continue;
             }
-            if !self.windows.contains_key(start) && self.windows.len() >= self.limits.windows_open_max {
+            if !self.windows.contains_key(start)
+                && self.windows.len() >= self.limits.windows_open_max
+            {
                 return Err(EngineError::Limit(format!(
                     "more than windows_open_max = {} windows are open on one shard; \
                      is the event time far out of order, or the watermark bound too large?",

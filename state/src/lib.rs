@@ -6,4 +6,6 @@
 
 pub mod record_codec;
 
-pub use record_codec::{decode_record, encode_record, DecodeOutcome, RECORD_BYTES_MAX, RECORD_HEADER_BYTES};
+pub use record_codec::{
+    decode_record, encode_record, DecodeOutcome, RECORD_BYTES_MAX, RECORD_HEADER_BYTES,
+};

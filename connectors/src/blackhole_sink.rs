@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
-use crate::file_sink::check_sink_options;
+use crate::table_options::check_options;
 use crate::{Sink, SinkFactory};
 
 /// Options the blackhole sink accepts.
@@ -23,7 +23,7 @@ pub struct BlackholeSinkFactory {
 impl BlackholeSinkFactory {
     /// Reads the options of table `table`: only `connector` = 'blackhole'.
     pub fn from_options(table: &str, options: &BTreeMap<String, String>) -> Result<Self> {
-        check_sink_options(table, options, "blackhole", BLACKHOLE_SINK_OPTIONS)?;
+        check_options(table, options, "blackhole", "sink", BLACKHOLE_SINK_OPTIONS)?;
         Ok(BlackholeSinkFactory::default())
     }
 

@@ -24,43 +24,16 @@ pub struct FileSinkFactory {
     writer: Mutex<Option<Arc<WriterThread>>>,
 }
 
-/// Checks that every key is in `accepted` and that `connector` and `format` (when given)
-/// have the expected values.
-pub(crate) fn check_sink_options(
-    table: &str,
-    options: &BTreeMap<String, String>,
-    connector: &str,
-    accepted: &[&str],
-) -> Result<()> {
-    for (key, value) in options {
-        if !accepted.contains(&key.as_str()) {
-            return Err(ConnectorError::config(
-                table,
-                format!(
-                    "unknown option '{key}' for a '{connector}' sink (accepted: {})",
-                    accepted.join(", ")
-                ),
-            ));
-        }
-        let expected = match key.as_str() {
-            "connector" => connector,
-            "format" => "json",
-            _ => continue,
-        };
-        if !value.trim().eq_ignore_ascii_case(expected) {
-            return Err(ConnectorError::config(
-                table,
-                format!("option '{key}' = '{value}' is not supported here (accepted: {expected})"),
-            ));
-        }
-    }
-    Ok(())
-}
-
 impl FileSinkFactory {
     /// Reads the options of table `table`: `path` (required), `format` = 'json'.
     pub fn from_options(table: &str, options: &BTreeMap<String, String>) -> Result<Self> {
-        check_sink_options(table, options, "filesystem", FILE_SINK_OPTIONS)?;
+        crate::table_options::check_options(
+            table,
+            options,
+            "filesystem",
+            "sink",
+            FILE_SINK_OPTIONS,
+        )?;
         let path = match options.get("path").map(|p| p.trim()) {
             Some(p) if !p.is_empty() => PathBuf::from(p),
             _ => {

@@ -56,7 +56,13 @@ impl FileSourceFactory {
         options: &BTreeMap<String, String>,
         splits_max: usize,
     ) -> Result<Self> {
-        check_options(table, options)?;
+        crate::table_options::check_options(
+            table,
+            options,
+            "filesystem",
+            "source",
+            FILE_SOURCE_OPTIONS,
+        )?;
         let path = match options.get("path").map(|p| p.trim()) {
             Some(p) if !p.is_empty() => p.to_string(),
             _ => {
@@ -110,32 +116,6 @@ impl FileSourceFactory {
         *cached = Some(Arc::clone(&ranges));
         Ok(ranges)
     }
-}
-
-fn check_options(table: &str, options: &BTreeMap<String, String>) -> Result<()> {
-    for (key, value) in options {
-        if !FILE_SOURCE_OPTIONS.contains(&key.as_str()) {
-            return Err(ConnectorError::config(
-                table,
-                format!(
-                    "unknown option '{key}' for a 'filesystem' source (accepted: {})",
-                    FILE_SOURCE_OPTIONS.join(", ")
-                ),
-            ));
-        }
-        let expected = match key.as_str() {
-            "connector" => "filesystem",
-            "format" => "json",
-            _ => continue,
-        };
-        if !value.trim().eq_ignore_ascii_case(expected) {
-            return Err(ConnectorError::config(
-                table,
-                format!("option '{key}' = '{value}' is not supported here (accepted: {expected})"),
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn io_error(table: &str, path: &str, what: &str, e: std::io::Error) -> ConnectorError {

@@ -93,30 +93,13 @@ fn parse_u64(
 impl GeneratorSourceFactory {
     /// Reads and checks the options of table `table`.
     pub fn from_options(table: &str, options: &BTreeMap<String, String>) -> Result<Self> {
-        for (key, value) in options {
-            if !GENERATOR_OPTIONS.contains(&key.as_str()) {
-                return Err(ConnectorError::config(
-                    table,
-                    format!(
-                        "unknown option '{key}' for connector 'trades-generator' (accepted: {})",
-                        GENERATOR_OPTIONS.join(", ")
-                    ),
-                ));
-            }
-            let expected = match key.as_str() {
-                "connector" => "trades-generator",
-                "format" => "json",
-                _ => continue,
-            };
-            if !value.trim().eq_ignore_ascii_case(expected) {
-                return Err(ConnectorError::config(
-                    table,
-                    format!(
-                        "option '{key}' = '{value}' is not supported here (accepted: {expected})"
-                    ),
-                ));
-            }
-        }
+        crate::table_options::check_options(
+            table,
+            options,
+            "trades-generator",
+            "source",
+            GENERATOR_OPTIONS,
+        )?;
         let rows_total = parse_u64(table, options, "number-of-rows", 0, u64::MAX)?;
         let rows_per_second = parse_u64(table, options, "rows-per-second", 1, u64::MAX)?;
         let seed = parse_u64(table, options, "seed", 0, u64::MAX)?.unwrap_or(42);

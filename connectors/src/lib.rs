@@ -20,6 +20,7 @@ pub mod kafka_source;
 pub mod memory_source;
 pub mod print_sink;
 pub mod raw_batch;
+pub mod table_options;
 pub mod timestamp;
 pub mod trades_generator;
 pub mod writer_thread;

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use crate::error::Result;
-use crate::file_sink::check_sink_options;
+use crate::table_options::check_options;
 use crate::writer_thread::{WriterSink, WriterTarget, WriterThread};
 use crate::{Sink, SinkFactory};
 
@@ -31,7 +31,7 @@ pub struct PrintSinkFactory {
 impl PrintSinkFactory {
     /// Reads the options of table `table`: only `connector` = 'print' (and `format` = 'json').
     pub fn from_options(table: &str, options: &BTreeMap<String, String>) -> Result<Self> {
-        check_sink_options(table, options, "print", PRINT_SINK_OPTIONS)?;
+        check_options(table, options, "print", "sink", PRINT_SINK_OPTIONS)?;
         Ok(PrintSinkFactory {
             pending: Mutex::new(Some(PendingTarget::Stdout)),
             writer: Mutex::new(None),

@@ -155,18 +155,35 @@ fn main_inner(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The error and its causes on one line, leaving out causes the message already quotes.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // librdkafka's own client logs repeat every failed connection attempt; spillway
+                // reports what matters itself (RUST_LOG=librdkafka=warn shows them again).
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,librdkafka=off,rdkafka::client=off")
+                }),
         )
         .with_writer(std::io::stderr)
         .init();
     match main_inner(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::from(1)
         }
     }

@@ -1,6 +1,7 @@
 //! A job: one pipeline of a program, run on one shard per core until its sources are done
 //! or it is told to stop.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -24,6 +25,12 @@ pub struct JobOptions {
     pub shards: Option<usize>,
     /// Pin each shard to its own core.
     pub pin_cores: bool,
+    /// The cores that run shards, in order (None: every core this process may run on);
+    /// each must be one of [`available_cores`]. A tuning profile sets it.
+    pub cores: Option<Vec<usize>>,
+    /// librdkafka properties (no `properties.` prefix) for every Kafka source and sink whose
+    /// table does not set them itself. A tuning profile sets them.
+    pub kafka_properties: BTreeMap<String, String>,
     pub limits: Limits,
     /// Set to stop the job (from a signal handler, a timer or another thread).
     pub stop: Arc<AtomicBool>,
@@ -38,6 +45,8 @@ impl Default for JobOptions {
         JobOptions {
             shards: None,
             pin_cores: true,
+            cores: None,
+            kafka_properties: BTreeMap::new(),
             limits: Limits::default(),
             stop: Arc::new(AtomicBool::new(false)),
             source_override: None,
@@ -58,6 +67,25 @@ pub fn available_cores() -> Vec<usize> {
         ids.push(0);
     }
     ids
+}
+
+/// The cores shards run on: `chosen` (each checked to be available) or every available core.
+fn job_cores(chosen: Option<&[usize]>) -> Result<Vec<usize>> {
+    let available = available_cores();
+    let Some(chosen) = chosen else {
+        return Ok(available);
+    };
+    if chosen.is_empty() {
+        return Err(EngineError::Config(
+            "the list of cores to run shards on is empty".into(),
+        ));
+    }
+    if let Some(c) = chosen.iter().find(|c| !available.contains(c)) {
+        return Err(EngineError::Config(format!(
+            "core {c} is not available to this process (available: {available:?})"
+        )));
+    }
+    Ok(chosen.to_vec())
 }
 
 /// The partitions of shard `shard` of `shards`: round robin over the sorted partitions.
@@ -172,9 +200,11 @@ pub fn prepare(program: &Program, opts: &JobOptions) -> Result<PreparedJob> {
             .cloned()
             .ok_or_else(|| EngineError::Internal(format!("table '{name}' missing from the plan")))
     };
-    let source_table = table(&pipeline.source)?;
-    let sink_table = table(&pipeline.sink)?;
-    let cores = available_cores();
+    let source_table =
+        connector_registry::with_kafka_properties(table(&pipeline.source)?, &opts.kafka_properties);
+    let sink_table =
+        connector_registry::with_kafka_properties(table(&pipeline.sink)?, &opts.kafka_properties);
+    let cores = job_cores(opts.cores.as_deref())?;
     let shards = opts.shards.unwrap_or(cores.len()).max(1);
     let source = match &opts.source_override {
         Some(s) => s.clone(),

@@ -25,9 +25,10 @@ pub fn summarize(report: &JobReport) -> String {
     );
     let _ = writeln!(
         s,
-        "results out:    {} rows in {} windows",
+        "results out:    {} rows ({} window firings over {} shards)",
         report.rows_out(),
-        report.windows_out()
+        report.windows_out(),
+        shards
     );
     let late = report.late_events();
     let _ = write!(s, "late events:    {late} (dropped, counted)");

@@ -1,0 +1,437 @@
+//! Tuning profiles: a TOML file that says which cores run shards, sets every named limit of
+//! a job ([`Limits`]) and the librdkafka properties of every Kafka source and sink.
+//!
+//! ```toml
+//! cores = [1, 2, 3]          # optional; default: every core runs a shard
+//! [limits]                   # optional; every key optional, default Limits::default()
+//! batch_rows_max = 4096
+//! [kafka]                    # optional; librdkafka properties, `properties.X` of a table wins
+//! fetch.wait.max.ms = 10
+//! ```
+//! Unknown keys are errors naming the key and the file; every value is range checked
+//! (`tuning/README.md` lists keys, defaults and ranges).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rdkafka::error::KafkaError;
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+
+use crate::error::{EngineError, Result};
+use crate::job::{available_cores, JobOptions};
+use crate::limits::Limits;
+
+/// Largest profile file read (a profile is a few dozen lines).
+pub const PROFILE_BYTES_MAX: u64 = 1 << 20;
+/// Most cores a profile may list.
+pub const PROFILE_CORES_MAX: usize = 4096;
+/// Most `[kafka]` properties a profile may set.
+pub const PROFILE_KAFKA_PROPERTIES_MAX: usize = 256;
+
+/// A checked tuning profile.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Profile {
+    /// The cores that run shards, in order (None: every core this process may run on).
+    pub cores: Option<Vec<usize>>,
+    /// The limits of every job run with this profile.
+    pub limits: Limits,
+    /// librdkafka properties (without the `properties.` prefix) given to every Kafka
+    /// source and sink whose table does not set them itself.
+    pub kafka: BTreeMap<String, String>,
+}
+
+/// The file as written: every key optional, unknown keys rejected.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    cores: Option<Vec<usize>>,
+    limits: Option<LimitsFile>,
+    kafka: Option<toml::Table>,
+}
+
+/// The `[limits]` table: one optional key per field of [`Limits`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    batch_rows_max: Option<usize>,
+    batch_bytes_max: Option<usize>,
+    record_bytes_max: Option<usize>,
+    state_bytes_max: Option<usize>,
+    state_groups_max: Option<usize>,
+    windows_open_max: Option<usize>,
+    exchange_queue_max: Option<usize>,
+    poll_idle_us: Option<u64>,
+    preempt_us: Option<u64>,
+    idle_timeout_ms_default: Option<i64>,
+}
+
+impl LimitsFile {
+    fn apply(self, origin: &str) -> Result<Limits> {
+        let d = Limits::default();
+        let idle = self
+            .idle_timeout_ms_default
+            .unwrap_or(d.idle_timeout_ms_default);
+        if idle < 1 {
+            return Err(EngineError::Config(format!(
+                "tuning profile {origin}: [limits] idle_timeout_ms_default = {idle} is out of \
+                 range [1, 86400000]"
+            )));
+        }
+        let limits = Limits {
+            batch_rows_max: self.batch_rows_max.unwrap_or(d.batch_rows_max),
+            batch_bytes_max: self.batch_bytes_max.unwrap_or(d.batch_bytes_max),
+            record_bytes_max: self.record_bytes_max.unwrap_or(d.record_bytes_max),
+            state_bytes_max: self.state_bytes_max.unwrap_or(d.state_bytes_max),
+            state_groups_max: self.state_groups_max.unwrap_or(d.state_groups_max),
+            windows_open_max: self.windows_open_max.unwrap_or(d.windows_open_max),
+            exchange_queue_max: self.exchange_queue_max.unwrap_or(d.exchange_queue_max),
+            poll_idle_us: self.poll_idle_us.unwrap_or(d.poll_idle_us),
+            preempt_us: self.preempt_us.unwrap_or(d.preempt_us),
+            idle_timeout_ms_default: idle,
+        };
+        limits.validate().map_err(|e| match e {
+            EngineError::Config(m) => {
+                EngineError::Config(format!("tuning profile {origin}: [limits] {m}"))
+            }
+            other => other,
+        })?;
+        Ok(limits)
+    }
+}
+
+/// Flattens `[kafka]`: `fetch.wait.max.ms = 10` (a dotted key, so nested tables in TOML)
+/// and `"fetch.wait.max.ms" = "10"` both give the property `fetch.wait.max.ms` = `10`.
+fn flatten_kafka(
+    prefix: &str,
+    table: toml::Table,
+    origin: &str,
+    out: &mut BTreeMap<String, String>,
+) -> Result<()> {
+    for (key, value) in table {
+        let name = if prefix.is_empty() {
+            key
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let text = match value {
+            toml::Value::Table(inner) => {
+                flatten_kafka(&name, inner, origin, out)?;
+                continue;
+            }
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            other => {
+                return Err(EngineError::Config(format!(
+                    "tuning profile {origin}: [kafka] {name} = {other} is not a string, number \
+                     or boolean"
+                )))
+            }
+        };
+        if name.starts_with("properties.") {
+            return Err(EngineError::Config(format!(
+                "tuning profile {origin}: [kafka] key '{name}': write librdkafka properties \
+                 without the 'properties.' prefix of table options"
+            )));
+        }
+        out.insert(name, text);
+    }
+    if out.len() > PROFILE_KAFKA_PROPERTIES_MAX {
+        return Err(EngineError::Config(format!(
+            "tuning profile {origin}: [kafka] sets more than {PROFILE_KAFKA_PROPERTIES_MAX} \
+             properties"
+        )));
+    }
+    Ok(())
+}
+
+/// Lets librdkafka check the names and values of the `[kafka]` properties.
+fn check_kafka(kafka: &BTreeMap<String, String>, origin: &str) -> Result<()> {
+    let mut config = ClientConfig::new();
+    for (k, v) in kafka {
+        config.set(k, v);
+    }
+    match config.create_native_config() {
+        Ok(_) => Ok(()),
+        Err(KafkaError::ClientConfig(_, desc, key, value)) => Err(EngineError::Config(format!(
+            "tuning profile {origin}: [kafka] {key} = '{value}' is rejected by librdkafka: {desc}"
+        ))),
+        Err(other) => Err(EngineError::Config(format!(
+            "tuning profile {origin}: librdkafka rejects the [kafka] properties: {other}"
+        ))),
+    }
+}
+
+/// The 1-based line of byte `offset` of `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+impl Profile {
+    /// Reads, parses and checks the profile at `path`, including that its cores exist on
+    /// this host ([`available_cores`]).
+    pub fn load(path: impl AsRef<Path>) -> Result<Profile> {
+        let path = path.as_ref();
+        let origin = path.display().to_string();
+        let meta = std::fs::metadata(path)
+            .map_err(|e| EngineError::io(format!("cannot read tuning profile {origin}"), e))?;
+        if meta.len() > PROFILE_BYTES_MAX {
+            return Err(EngineError::Config(format!(
+                "tuning profile {origin} has {} bytes, more than the {PROFILE_BYTES_MAX} a \
+                 profile may have",
+                meta.len()
+            )));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| EngineError::io(format!("cannot read tuning profile {origin}"), e))?;
+        let profile = Profile::from_toml_str(&text, &origin)?;
+        profile.check_cores(&available_cores(), &origin)?;
+        Ok(profile)
+    }
+
+    /// Parses and range checks a profile; `origin` (a file name) goes into every error.
+    /// Does not check that the cores exist on this host: see [`Profile::check_cores`].
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Profile> {
+        let file: ProfileFile = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| format!(", line {}", line_of(text, s.start)))
+                .unwrap_or_default();
+            EngineError::Config(format!(
+                "tuning profile {origin}{at}: {}",
+                e.message().trim_end()
+            ))
+        })?;
+        let limits = match file.limits {
+            Some(l) => l.apply(origin)?,
+            None => Limits::default(),
+        };
+        let mut kafka = BTreeMap::new();
+        if let Some(table) = file.kafka {
+            flatten_kafka("", table, origin, &mut kafka)?;
+        }
+        check_kafka(&kafka, origin)?;
+        if let Some(cores) = &file.cores {
+            if cores.is_empty() || cores.len() > PROFILE_CORES_MAX {
+                return Err(EngineError::Config(format!(
+                    "tuning profile {origin}: cores lists {} cores; list 1 to \
+                     {PROFILE_CORES_MAX}, or leave cores out to use every core",
+                    cores.len()
+                )));
+            }
+            let mut seen = cores.clone();
+            seen.sort_unstable();
+            if let Some(w) = seen.windows(2).find(|w| w[0] == w[1]) {
+                return Err(EngineError::Config(format!(
+                    "tuning profile {origin}: cores lists core {} twice",
+                    w[0]
+                )));
+            }
+        }
+        Ok(Profile {
+            cores: file.cores,
+            limits,
+            kafka,
+        })
+    }
+
+    /// Checks that every listed core is one of `available` (this process's cores).
+    pub fn check_cores(&self, available: &[usize], origin: &str) -> Result<()> {
+        let Some(cores) = &self.cores else {
+            return Ok(());
+        };
+        match cores.iter().find(|c| !available.contains(c)) {
+            None => Ok(()),
+            Some(c) => Err(EngineError::Config(format!(
+                "tuning profile {origin}: cores = {cores:?} lists core {c}, which this host \
+                 does not have or this process may not run on (available: {available:?})"
+            ))),
+        }
+    }
+
+    /// Job options that run with this profile (the other options at their defaults).
+    pub fn job_options(&self) -> JobOptions {
+        let mut opts = JobOptions::default();
+        self.apply(&mut opts);
+        opts
+    }
+
+    /// Sets the cores, limits and Kafka properties of `opts` from this profile.
+    pub fn apply(&self, opts: &mut JobOptions) {
+        opts.cores = self.cores.clone();
+        opts.limits = self.limits.clone();
+        opts.kafka_properties = self.kafka.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        match Profile::from_toml_str(text, "test.toml") {
+            Ok(p) => panic!("expected an error, got {p:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn shipped(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tuning")
+            .join(name)
+    }
+
+    #[test]
+    fn empty_profile_is_the_defaults() {
+        let p = Profile::from_toml_str("", "empty.toml").unwrap();
+        assert_eq!(p, Profile::default());
+        assert_eq!(p.limits, Limits::default());
+    }
+
+    #[test]
+    fn every_limit_is_read() {
+        let p = Profile::from_toml_str(
+            "cores = [0]\n[limits]\nbatch_rows_max = 7\nbatch_bytes_max = 2048\n\
+             record_bytes_max = 100\nstate_bytes_max = 2097152\nstate_groups_max = 9\n\
+             windows_open_max = 10\nexchange_queue_max = 11\npoll_idle_us = 12\n\
+             preempt_us = 130\nidle_timeout_ms_default = 14\n",
+            "t.toml",
+        )
+        .unwrap();
+        let want = Limits {
+            batch_rows_max: 7,
+            batch_bytes_max: 2048,
+            record_bytes_max: 100,
+            state_bytes_max: 2 << 20,
+            state_groups_max: 9,
+            windows_open_max: 10,
+            exchange_queue_max: 11,
+            poll_idle_us: 12,
+            preempt_us: 130,
+            idle_timeout_ms_default: 14,
+        };
+        assert_eq!(p.limits, want);
+        assert_eq!(p.cores, Some(vec![0]));
+    }
+
+    #[test]
+    fn kafka_keys_dotted_or_quoted() {
+        let p = Profile::from_toml_str(
+            "[kafka]\nfetch.wait.max.ms = 10\n\"linger.ms\" = \"5\"\nenable.idempotence = true\n",
+            "t.toml",
+        )
+        .unwrap();
+        let got: Vec<(&str, &str)> = p
+            .kafka
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("enable.idempotence", "true"),
+                ("fetch.wait.max.ms", "10"),
+                ("linger.ms", "5")
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = err("checkpoint_interval_ms = 5\n");
+        assert!(e.contains("test.toml") && e.contains("checkpoint_interval_ms"), "{e}");
+        let e = err("[limits]\nbatch_rows_maximum = 5\n");
+        assert!(e.contains("batch_rows_maximum") && e.contains("line 2"), "{e}");
+        let e = err("[io_uring]\nqueue_depth = 5\n");
+        assert!(e.contains("io_uring"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_key_value_and_range() {
+        let e = err("[limits]\nbatch_rows_max = 0\n");
+        assert!(
+            e.contains("test.toml") && e.contains("batch_rows_max = 0") && e.contains("[1, 1048576]"),
+            "{e}"
+        );
+        let e = err("[limits]\npreempt_us = 10\n");
+        assert!(e.contains("preempt_us = 10") && e.contains("[50, 1000000]"), "{e}");
+        let e = err("[limits]\nidle_timeout_ms_default = -5\n");
+        assert!(e.contains("idle_timeout_ms_default = -5"), "{e}");
+        let e = err("[limits]\nstate_groups_max = -1\n");
+        assert!(e.contains("test.toml") && e.contains("line 2"), "{e}");
+        let e = err("[limits]\nbatch_rows_max = \"big\"\n");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn bad_kafka_properties_are_named() {
+        let e = err("[kafka]\nfetch.wait.max.mss = 5\n");
+        assert!(e.contains("fetch.wait.max.mss") && e.contains("test.toml"), "{e}");
+        let e = err("[kafka]\nlinger.ms = \"soon\"\n");
+        assert!(e.contains("linger.ms") && e.contains("soon"), "{e}");
+        let e = err("[kafka]\n\"properties.linger.ms\" = 5\n");
+        assert!(e.contains("prefix"), "{e}");
+        let e = err("[kafka]\nlinger.ms = [1, 2]\n");
+        assert!(e.contains("linger.ms"), "{e}");
+    }
+
+    #[test]
+    fn cores_are_checked() {
+        assert!(err("cores = []\n").contains("cores lists 0 cores"));
+        assert!(err("cores = [1, 1]\n").contains("core 1 twice"));
+        let p = Profile::from_toml_str("cores = [0, 3]\n", "t.toml").unwrap();
+        assert!(p.check_cores(&[0, 1, 2, 3], "t.toml").is_ok());
+        let e = p.check_cores(&[0, 1], "t.toml").unwrap_err().to_string();
+        assert!(e.contains("core 3") && e.contains("t.toml"), "{e}");
+        let missing = available_cores().iter().max().copied().unwrap_or(0) + 1;
+        let path = std::env::temp_dir().join(format!("spillway-missing-core-{}.toml", std::process::id()));
+        std::fs::write(&path, format!("cores = [{missing}]\n")).unwrap();
+        let e = Profile::load(&path).unwrap_err().to_string();
+        let _ = std::fs::remove_file(&path);
+        assert!(e.contains(&format!("core {missing}")) && e.contains("spillway-missing-core"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_an_io_error_naming_it() {
+        let e = Profile::load("/nonexistent/spillway.toml").unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/spillway.toml"), "{e}");
+    }
+
+    #[test]
+    fn shipped_profiles_load() {
+        let dev = Profile::load(shipped("dev-2core.toml")).unwrap();
+        assert_eq!(dev.cores, None, "the dev profile runs shards on every core");
+        assert!(dev.limits.state_bytes_max < Limits::default().state_bytes_max);
+        assert!(dev.kafka.contains_key("fetch.wait.max.ms"));
+        let text = std::fs::read_to_string(shipped("server-16core.toml")).unwrap();
+        let server = Profile::from_toml_str(&text, "server-16core.toml").unwrap();
+        server
+            .check_cores(&(0..16).collect::<Vec<_>>(), "server-16core.toml")
+            .unwrap();
+        let cores = server.cores.clone().unwrap();
+        assert!(!cores.contains(&0), "core 0 is left to librdkafka and interrupts");
+        assert!(server.kafka.contains_key("linger.ms"));
+        let opts = server.job_options();
+        assert_eq!(opts.cores, Some(cores));
+        assert_eq!(opts.limits, server.limits);
+        assert_eq!(opts.kafka_properties, server.kafka);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn batch_rows_in_range_load_and_others_fail(n in 0u64..(1 << 21)) {
+            let r = Profile::from_toml_str(&format!("[limits]\nbatch_rows_max = {n}\n"), "p.toml");
+            if (1..=(1 << 20)).contains(&n) {
+                proptest::prop_assert_eq!(r.unwrap().limits.batch_rows_max as u64, n);
+            } else {
+                proptest::prop_assert!(r.unwrap_err().to_string().contains("batch_rows_max"));
+            }
+        }
+    }
+}

@@ -62,6 +62,9 @@ pub struct KafkaBenchOptions {
     pub pin_cores: bool,
     /// Payload bytes per partition of one round (at most [`ROUND_PARTITION_BYTES_MAX`]).
     pub round_partition_bytes_max: usize,
+    /// Extra librdkafka consumer settings, passed as `properties.KEY` table options (for
+    /// tuning experiments, e.g. `fetch.queue.backoff.ms`).
+    pub consumer_properties: Vec<(String, String)>,
 }
 
 impl KafkaBenchOptions {
@@ -73,6 +76,7 @@ impl KafkaBenchOptions {
             runs: 1,
             pin_cores: true,
             round_partition_bytes_max: ROUND_PARTITION_BYTES_MAX,
+            consumer_properties: Vec::new(),
         }
     }
 }
@@ -244,18 +248,22 @@ fn run_round(
     opts: &KafkaBenchOptions,
     shards: usize,
 ) -> Result<RunFigures> {
-    let program = trades_program(
-        &[
-            ("connector", "kafka"),
-            ("topic", &round.topic),
-            ("format", "json"),
-            ("properties.bootstrap.servers", bootstrap),
-            ("properties.group.id", "spillway-bench"),
-            ("scan.startup.mode", "earliest-offset"),
-            ("scan.bounded.mode", "latest-offset"),
-        ],
-        &[("connector", "checking")],
-    )?;
+    let properties: Vec<(String, &str)> = opts
+        .consumer_properties
+        .iter()
+        .map(|(k, v)| (format!("properties.{k}"), v.as_str()))
+        .collect();
+    let mut source_options = vec![
+        ("connector", "kafka"),
+        ("topic", round.topic.as_str()),
+        ("format", "json"),
+        ("properties.bootstrap.servers", bootstrap),
+        ("properties.group.id", "spillway-bench"),
+        ("scan.startup.mode", "earliest-offset"),
+        ("scan.bounded.mode", "latest-offset"),
+    ];
+    source_options.extend(properties.iter().map(|(k, v)| (k.as_str(), *v)));
+    let program = trades_program(&source_options, &[("connector", "checking")])?;
     let sink = Arc::new(CheckingSinkFactory::new());
     let job_opts = JobOptions {
         shards: Some(shards),

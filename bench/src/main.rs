@@ -38,6 +38,10 @@ enum Command {
         /// Partitions of the topic; trades are dealt over them round robin.
         #[arg(long, default_value_t = 2)]
         partitions: usize,
+        /// An extra librdkafka consumer setting KEY=VALUE (repeatable), e.g.
+        /// fetch.queue.backoff.ms=10.
+        #[arg(long = "consumer-property", value_parser = parse_key_value)]
+        consumer_properties: Vec<(String, String)>,
     },
     /// A JSON-lines file through the filesystem source into a blackhole sink.
     File {
@@ -80,6 +84,13 @@ impl Common {
     }
 }
 
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("expected KEY=VALUE, got '{text}'")),
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<(BenchSummary, bool)> {
     Ok(match cli.command {
         Command::Memory { common, partitions } => {
@@ -91,12 +102,17 @@ fn run(cli: Cli) -> anyhow::Result<(BenchSummary, bool)> {
             };
             (run_memory(&opts)?, common.json)
         }
-        Command::Kafka { common, partitions } => {
+        Command::Kafka {
+            common,
+            partitions,
+            consumer_properties,
+        } => {
             let mut opts = KafkaBenchOptions::new(common.events, partitions);
             opts.data = common.data(partitions);
             opts.shards = common.shards;
             opts.runs = common.runs;
             opts.pin_cores = !common.no_pin;
+            opts.consumer_properties = consumer_properties;
             (run_kafka(&opts)?, common.json)
         }
         Command::File { common, path } => {

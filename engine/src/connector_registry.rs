@@ -61,7 +61,10 @@ pub fn idle_timeout_ms(table: &TableDef) -> Result<Option<i64>> {
 
 /// `table` with `properties` (librdkafka properties of a tuning profile, no prefix) added as
 /// `properties.X` options when it is a Kafka table; an option the table sets itself wins.
-pub fn with_kafka_properties(mut table: TableDef, properties: &BTreeMap<String, String>) -> TableDef {
+pub fn with_kafka_properties(
+    mut table: TableDef,
+    properties: &BTreeMap<String, String>,
+) -> TableDef {
     if table.connector() == "kafka" {
         for (k, v) in properties {
             table

@@ -19,7 +19,7 @@ use crate::sql::parse_program;
 /// The query the demo runs.
 pub const TRADES_SQL: &str = include_str!("../../examples/trades.sql");
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DemoOptions {
     pub duration: Duration,
     /// Trades produced per second.
@@ -31,6 +31,9 @@ pub struct DemoOptions {
     pub print_results: bool,
     /// Every n-th trade is 10 s old, to show late events being counted (0 = none).
     pub late_every: u64,
+    /// Limits, cores and Kafka properties (a tuning profile's); `stop` and `shards` are
+    /// set by the demo.
+    pub job: JobOptions,
 }
 
 impl Default for DemoOptions {
@@ -42,6 +45,7 @@ impl Default for DemoOptions {
             shards: None,
             print_results: true,
             late_every: 5_000,
+            job: JobOptions::default(),
         }
     }
 }
@@ -172,7 +176,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
     let job = JobOptions {
         shards: Some(shards),
         stop: stop.clone(),
-        ..JobOptions::default()
+        ..opts.job.clone()
     };
     let result = run_program(&program, &job);
     stop.store(true, Ordering::Release);

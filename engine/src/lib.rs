@@ -22,8 +22,8 @@ pub mod profile;
 pub mod shard;
 pub mod sql;
 pub mod summary;
-pub mod tune;
 pub mod tumbling_window;
+pub mod tune;
 pub mod watermark;
 pub mod window_operator;
 

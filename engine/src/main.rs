@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use spillway_engine::demo::{run_demo, DemoOptions};
 use spillway_engine::job::{prepare, run_prepared, JobOptions};
+use spillway_engine::profile::Profile;
 use spillway_engine::summary::summarize;
 
 #[derive(Parser)]
@@ -42,6 +43,9 @@ enum Command {
         /// Count results instead of printing them.
         #[arg(long)]
         quiet: bool,
+        /// Tuning profile (TOML): cores, limits, Kafka properties (see tuning/README.md).
+        #[arg(long)]
+        profile: Option<PathBuf>,
     },
     /// Run a SQL file until its sources are done, or until SIGINT/SIGTERM.
     Run {
@@ -55,12 +59,31 @@ enum Command {
         /// Stop after this long, e.g. '30 s' (default: run until done or signalled).
         #[arg(long)]
         duration: Option<String>,
+        /// Tuning profile (TOML): cores, limits, Kafka properties (see tuning/README.md).
+        #[arg(long)]
+        profile: Option<PathBuf>,
     },
     /// Print the plan of a SQL file: operators, partitions per core, exchanges.
     Explain {
         query: PathBuf,
         #[arg(long)]
         shards: Option<usize>,
+        /// Tuning profile (TOML): cores, limits, Kafka properties (see tuning/README.md).
+        #[arg(long)]
+        profile: Option<PathBuf>,
+    },
+    /// Inspect this host (cores, memory, io_uring, fsync latency, a micro-benchmark) and
+    /// write a tuning profile for it.
+    Tune {
+        /// Write the profile here (default: stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Directory whose disk fsync latency is measured (created and removed if missing).
+        #[arg(long, default_value = "./state")]
+        state_dir: PathBuf,
+        /// Generated trades of the decode + aggregate micro-benchmark.
+        #[arg(long, default_value_t = spillway_engine::tune::BENCH_EVENTS_DEFAULT)]
+        bench_events: u64,
     },
 }
 
@@ -75,6 +98,14 @@ fn read_sql(path: &PathBuf) -> anyhow::Result<spillway_engine::plan::Program> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the query file {}", path.display()))?;
     spillway_engine::sql::parse_program(&text).with_context(|| format!("in {}", path.display()))
+}
+
+/// The job options of a tuning profile, or the defaults without one.
+fn profile_options(profile: Option<&PathBuf>) -> anyhow::Result<JobOptions> {
+    Ok(match profile {
+        Some(path) => Profile::load(path)?.job_options(),
+        None => JobOptions::default(),
+    })
 }
 
 fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
@@ -95,8 +126,10 @@ fn main_inner(cli: Cli) -> anyhow::Result<()> {
             partitions,
             shards,
             quiet,
+            profile,
         } => {
             let opts = DemoOptions {
+                job: profile_options(profile.as_ref())?,
                 duration: duration_arg(&duration)?,
                 rate,
                 partitions,
@@ -118,7 +151,9 @@ fn main_inner(cli: Cli) -> anyhow::Result<()> {
             shards,
             no_pin,
             duration,
+            profile,
         } => {
+            let base = profile_options(profile.as_ref())?;
             let program = read_sql(&query)?;
             let stop = stop_on_signals()?;
             if let Some(d) = duration {
@@ -133,23 +168,52 @@ fn main_inner(cli: Cli) -> anyhow::Result<()> {
                 shards,
                 pin_cores: !no_pin,
                 stop,
-                ..JobOptions::default()
+                ..base
             };
             let job = prepare(&program, &opts)?;
             let report = run_prepared(job, &opts)?;
             eprint!("{}", summarize(&report));
         }
-        Command::Explain { query, shards } => {
+        Command::Explain {
+            query,
+            shards,
+            profile,
+        } => {
+            let base = profile_options(profile.as_ref())?;
             let program = read_sql(&query)?;
-            let opts = JobOptions {
-                shards,
-                ..JobOptions::default()
-            };
+            let opts = JobOptions { shards, ..base };
             let job = prepare(&program, &opts)?;
             print!(
                 "{}",
                 spillway_engine::explain::explain(&job, opts.pin_cores)
             );
+        }
+        Command::Tune {
+            output,
+            state_dir,
+            bench_events,
+        } => {
+            let opts = spillway_engine::tune::TuneOptions {
+                state_dir,
+                bench_events,
+                ..Default::default()
+            };
+            eprintln!(
+                "spillway tune: measuring this host ({bench_events} trades micro-benchmark, \
+                 fsync in {})",
+                opts.state_dir.display()
+            );
+            let (_, text) = spillway_engine::tune::run_tune(&opts)?;
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, &text)
+                        .with_context(|| format!("cannot write the profile {}", path.display()))?;
+                    Profile::load(&path).context("the written profile does not load back")?;
+                    eprint!("{text}");
+                    eprintln!("profile written to {}", path.display());
+                }
+                None => print!("{text}"),
+            }
         }
     }
     Ok(())

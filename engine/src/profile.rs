@@ -345,9 +345,15 @@ mod tests {
     #[test]
     fn unknown_keys_are_named() {
         let e = err("checkpoint_interval_ms = 5\n");
-        assert!(e.contains("test.toml") && e.contains("checkpoint_interval_ms"), "{e}");
+        assert!(
+            e.contains("test.toml") && e.contains("checkpoint_interval_ms"),
+            "{e}"
+        );
         let e = err("[limits]\nbatch_rows_maximum = 5\n");
-        assert!(e.contains("batch_rows_maximum") && e.contains("line 2"), "{e}");
+        assert!(
+            e.contains("batch_rows_maximum") && e.contains("line 2"),
+            "{e}"
+        );
         let e = err("[io_uring]\nqueue_depth = 5\n");
         assert!(e.contains("io_uring"), "{e}");
     }
@@ -356,11 +362,16 @@ mod tests {
     fn out_of_range_values_name_key_value_and_range() {
         let e = err("[limits]\nbatch_rows_max = 0\n");
         assert!(
-            e.contains("test.toml") && e.contains("batch_rows_max = 0") && e.contains("[1, 1048576]"),
+            e.contains("test.toml")
+                && e.contains("batch_rows_max = 0")
+                && e.contains("[1, 1048576]"),
             "{e}"
         );
         let e = err("[limits]\npreempt_us = 10\n");
-        assert!(e.contains("preempt_us = 10") && e.contains("[50, 1000000]"), "{e}");
+        assert!(
+            e.contains("preempt_us = 10") && e.contains("[50, 1000000]"),
+            "{e}"
+        );
         let e = err("[limits]\nidle_timeout_ms_default = -5\n");
         assert!(e.contains("idle_timeout_ms_default = -5"), "{e}");
         let e = err("[limits]\nstate_groups_max = -1\n");
@@ -372,7 +383,10 @@ mod tests {
     #[test]
     fn bad_kafka_properties_are_named() {
         let e = err("[kafka]\nfetch.wait.max.mss = 5\n");
-        assert!(e.contains("fetch.wait.max.mss") && e.contains("test.toml"), "{e}");
+        assert!(
+            e.contains("fetch.wait.max.mss") && e.contains("test.toml"),
+            "{e}"
+        );
         let e = err("[kafka]\nlinger.ms = \"soon\"\n");
         assert!(e.contains("linger.ms") && e.contains("soon"), "{e}");
         let e = err("[kafka]\n\"properties.linger.ms\" = 5\n");
@@ -390,16 +404,22 @@ mod tests {
         let e = p.check_cores(&[0, 1], "t.toml").unwrap_err().to_string();
         assert!(e.contains("core 3") && e.contains("t.toml"), "{e}");
         let missing = available_cores().iter().max().copied().unwrap_or(0) + 1;
-        let path = std::env::temp_dir().join(format!("spillway-missing-core-{}.toml", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("spillway-missing-core-{}.toml", std::process::id()));
         std::fs::write(&path, format!("cores = [{missing}]\n")).unwrap();
         let e = Profile::load(&path).unwrap_err().to_string();
         let _ = std::fs::remove_file(&path);
-        assert!(e.contains(&format!("core {missing}")) && e.contains("spillway-missing-core"), "{e}");
+        assert!(
+            e.contains(&format!("core {missing}")) && e.contains("spillway-missing-core"),
+            "{e}"
+        );
     }
 
     #[test]
     fn missing_file_is_an_io_error_naming_it() {
-        let e = Profile::load("/nonexistent/spillway.toml").unwrap_err().to_string();
+        let e = Profile::load("/nonexistent/spillway.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/nonexistent/spillway.toml"), "{e}");
     }
 
@@ -415,12 +435,103 @@ mod tests {
             .check_cores(&(0..16).collect::<Vec<_>>(), "server-16core.toml")
             .unwrap();
         let cores = server.cores.clone().unwrap();
-        assert!(!cores.contains(&0), "core 0 is left to librdkafka and interrupts");
+        assert!(
+            !cores.contains(&0),
+            "core 0 is left to librdkafka and interrupts"
+        );
         assert!(server.kafka.contains_key("linger.ms"));
         let opts = server.job_options();
         assert_eq!(opts.cores, Some(cores));
         assert_eq!(opts.limits, server.limits);
         assert_eq!(opts.kafka_properties, server.kafka);
+    }
+
+    #[test]
+    fn kafka_properties_merge_and_table_options_win() {
+        let program = crate::sql::parse_program(
+            "CREATE TABLE k (a BIGINT) WITH ('connector' = 'kafka', 'topic' = 't', \
+             'properties.bootstrap.servers' = 'h:1', 'properties.linger.ms' = '50');\n\
+             CREATE TABLE f (a BIGINT) WITH ('connector' = 'filesystem', 'path' = 'x.jsonl');\n\
+             INSERT INTO f SELECT a FROM k;",
+        )
+        .unwrap();
+        let p =
+            Profile::from_toml_str("[kafka]\nlinger.ms = 5\nfetch.wait.max.ms = 10\n", "k.toml")
+                .unwrap();
+        let table = |name: &str| program.table(name).cloned().unwrap();
+        let k = crate::connector_registry::with_kafka_properties(table("k"), &p.kafka);
+        assert_eq!(
+            k.option("properties.linger.ms"),
+            Some("50"),
+            "the table's own option wins"
+        );
+        assert_eq!(k.option("properties.fetch.wait.max.ms"), Some("10"));
+        assert_eq!(k.option("properties.bootstrap.servers"), Some("h:1"));
+        let f = crate::connector_registry::with_kafka_properties(table("f"), &p.kafka);
+        assert_eq!(
+            f.options,
+            table("f").options,
+            "non-Kafka tables are left alone"
+        );
+    }
+
+    #[test]
+    fn a_job_with_batch_rows_max_1_counts_right() {
+        use spillway_connectors::memory_source::MemorySourceFactory;
+        use spillway_connectors::trades_generator::{symbol_name, TradeGenConfig, TradeGenerator};
+        use std::sync::Arc;
+        let events = 3_000u64;
+        let partitions = 3;
+        let mut generator = TradeGenerator::new(TradeGenConfig {
+            events_per_second: 1_000,
+            disorder_ms: 200,
+            symbols: 5,
+            ..TradeGenConfig::default()
+        });
+        let mut buffers = vec![Vec::new(); partitions];
+        let mut oracle: BTreeMap<(String, i64), u64> = BTreeMap::new();
+        for i in 0..events {
+            let t = generator.next();
+            let buf = &mut buffers[i as usize % partitions];
+            generator.write_json(&t, buf);
+            buf.push(b'\n');
+            *oracle
+                .entry((symbol_name(t.symbol), t.ts_ms.div_euclid(1000)))
+                .or_default() += 1;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("stats.jsonl");
+        let mut program = crate::sql::parse_program(crate::demo::TRADES_SQL).unwrap();
+        for table in program.tables.values_mut() {
+            if table.name == "stats" {
+                table
+                    .options
+                    .insert("path".into(), out.display().to_string());
+            }
+        }
+        let profile = Profile::from_toml_str("[limits]\nbatch_rows_max = 1\n", "one.toml").unwrap();
+        let mut opts = profile.job_options();
+        opts.shards = Some(2);
+        opts.pin_cores = false;
+        opts.source_override = Some(Arc::new(MemorySourceFactory::new(
+            "trades",
+            buffers.into_iter().map(Arc::new).collect(),
+        )));
+        assert_eq!(opts.limits.batch_rows_max, 1);
+        let report = crate::job::run_program(&program, &opts).unwrap();
+        assert_eq!(report.records_in(), events);
+        assert_eq!(report.late_events(), 0);
+        let text = std::fs::read_to_string(&out).unwrap();
+        let mut got: Vec<u64> = Vec::new();
+        for line in text.lines() {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            got.push(row["trades"].as_u64().unwrap());
+        }
+        let mut want: Vec<u64> = oracle.values().copied().collect();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got.iter().sum::<u64>(), events);
+        assert_eq!(got, want, "per (symbol, window) counts match the oracle");
     }
 
     proptest::proptest! {

@@ -117,6 +117,7 @@ impl Accumulator {
     }
 
     /// Updates `slots[groups[i] * stride + index]` with row `rows[i]` of `input`.
+    #[allow(clippy::too_many_arguments)] // the hot loop's inputs, kept as plain slices
     pub fn update(
         &self,
         slots: &mut [Slot],

@@ -74,59 +74,56 @@ pub fn explain(job: &PreparedJob, pin_cores: bool) -> String {
     if let Some(f) = &p.filter {
         line(&mut s, format!("filter: {}", explain_expr(f)));
     }
-    match &p.aggregation {
-        Some(a) => {
-            let keys: Vec<String> = a.group_keys.iter().map(explain_expr).collect();
-            let aggs: Vec<String> = a
-                .aggregates
-                .iter()
-                .map(|c| {
-                    let f = match c.func {
-                        AggFunc::Count => "COUNT",
-                        AggFunc::Sum => "SUM",
-                        AggFunc::Avg => "AVG",
-                        AggFunc::Min => "MIN",
-                        AggFunc::Max => "MAX",
-                    };
-                    match &c.arg {
-                        Some(e) => format!("{f}({})", explain_expr(e)),
-                        None => format!("{f}(*)"),
-                    }
-                })
-                .collect();
-            let window = match a.window.map(|w| w.kind) {
-                Some(WindowKind::Tumble { size_ms }) => format!("TUMBLE {size_ms} ms"),
-                None => "no window".into(),
-            };
+    if let Some(a) = &p.aggregation {
+        let keys: Vec<String> = a.group_keys.iter().map(explain_expr).collect();
+        let aggs: Vec<String> = a
+            .aggregates
+            .iter()
+            .map(|c| {
+                let f = match c.func {
+                    AggFunc::Count => "COUNT",
+                    AggFunc::Sum => "SUM",
+                    AggFunc::Avg => "AVG",
+                    AggFunc::Min => "MIN",
+                    AggFunc::Max => "MAX",
+                };
+                match &c.arg {
+                    Some(e) => format!("{f}({})", explain_expr(e)),
+                    None => format!("{f}(*)"),
+                }
+            })
+            .collect();
+        let window = match a.window.map(|w| w.kind) {
+            Some(WindowKind::Tumble { size_ms }) => format!("TUMBLE {size_ms} ms"),
+            None => "no window".into(),
+        };
+        line(
+            &mut s,
+            format!(
+                "partial window aggregate ({window}) by [{}]: {} (state in a bumpalo arena per window)",
+                keys.join(", "),
+                aggs.join(", ")
+            ),
+        );
+        if job.shards > 1 {
             line(
                 &mut s,
                 format!(
-                    "partial window aggregate ({window}) by [{}]: {} (state in a bumpalo arena per window)",
-                    keys.join(", "),
-                    aggs.join(", ")
+                    "exchange: when the shard watermark passes a window's end, its partial \
+                     aggregates go to the shard owning each key (hash of the key mod {}), \
+                     followed by the watermark, over bounded core-to-core queues",
+                    job.shards
                 ),
             );
-            if job.shards > 1 {
-                line(
-                    &mut s,
-                    format!(
-                        "exchange: when the shard watermark passes a window's end, its partial \
-                         aggregates go to the shard owning each key (hash of the key mod {}), \
-                         followed by the watermark, over bounded core-to-core queues",
-                        job.shards
-                    ),
-                );
-            }
-            line(
-                &mut s,
-                "final aggregate: merge partials; a window fires once every shard's watermark has passed its end"
-                    .into(),
-            );
-            if let Some(h) = &a.having {
-                line(&mut s, format!("having: {}", explain_expr(h)));
-            }
         }
-        None => {}
+        line(
+            &mut s,
+            "final aggregate: merge partials; a window fires once every shard's watermark has passed its end"
+                .into(),
+        );
+        if let Some(h) = &a.having {
+            line(&mut s, format!("having: {}", explain_expr(h)));
+        }
     }
     let proj: Vec<String> = p
         .projection

@@ -99,10 +99,13 @@ impl FinalAggregate {
             self.late_partial_groups += window.groups.len() as u64;
             return;
         }
-        if !self.windows.contains_key(&window.start) {
-            self.windows.insert(window.start, window);
-            return;
-        }
+        let window = match self.windows.entry(window.start) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(window);
+                return;
+            }
+            std::collections::btree_map::Entry::Occupied(_) => window,
+        };
         // Rare: partials of other shards came first. Merge group by group.
         let mut p = PartialWindow {
             start: window.start,

@@ -56,7 +56,7 @@ pub fn summarize(report: &JobReport) -> String {
         let _ = writeln!(s, "  e.g. {sample}");
     }
     let h = report.latency_us();
-    if h.len() > 0 {
+    if !h.is_empty() {
         let _ = writeln!(
             s,
             "latency from window close to result: p50 {}  p99 {}  max {}  ({} windows)",

@@ -499,6 +499,25 @@ impl Source for KafkaSource {
     fn position(&self, index: u32) -> i64 {
         self.state.positions[index as usize]
     }
+
+    fn high_watermark(&self, index: u32) -> Option<i64> {
+        let p = self.state.partitions.get(index as usize)?;
+        let topic = std::ffi::CString::new(p.topic.as_str()).ok()?;
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the client handle lives as long as `self.consumer`; the topic is a valid
+        // NUL-terminated string for the call; librdkafka writes only the two out-parameters.
+        // This reads the offsets cached from the last fetch response: no network round trip.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                topic.as_ptr(),
+                p.partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        (err == RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+    }
 }
 
 /// Handles an error librdkafka returned in place of a record: fatal and permanent ones are

@@ -66,6 +66,14 @@ pub trait Source: Send {
 
     /// The next offset to read of partition `index` (what a checkpoint or commit stores).
     fn position(&self, index: u32) -> i64;
+
+    /// The high watermark (offset after the last record) of partition `index` as of the
+    /// last fetch, when the source knows it without a network round trip (None otherwise).
+    /// Consumer lag is this minus [`Source::position`]. Called every ~100 ms, not per record.
+    fn high_watermark(&self, index: u32) -> Option<i64> {
+        let _ = index;
+        None
+    }
 }
 
 /// Builds the sources of one table for the shards.

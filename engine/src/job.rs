@@ -15,6 +15,7 @@ use crate::connector_registry;
 use crate::error::{EngineError, Result};
 use crate::exchange::ExchangeMsg;
 use crate::limits::Limits;
+use crate::metrics::JobMetrics;
 use crate::plan::{Pipeline, Program};
 use crate::shard::{run_shard, ShardContext, ShardReport};
 
@@ -38,6 +39,9 @@ pub struct JobOptions {
     pub source_override: Option<Arc<dyn SourceFactory>>,
     /// Replaces the sink built from the table's options (benchmarks, tests).
     pub sink_override: Option<Arc<dyn SinkFactory>>,
+    /// Live metrics the shards publish (`spillway serve`); one block per shard is created
+    /// when the job starts.
+    pub metrics: Option<Arc<JobMetrics>>,
 }
 
 impl Default for JobOptions {
@@ -51,6 +55,7 @@ impl Default for JobOptions {
             stop: Arc::new(AtomicBool::new(false)),
             source_override: None,
             sink_override: None,
+            metrics: None,
         }
     }
 }
@@ -258,6 +263,15 @@ pub fn run_prepared(job: PreparedJob, opts: &JobOptions) -> Result<JobReport> {
         }
     }
     let first_error = Arc::new(OnceLock::new());
+    let shard_metrics = match &opts.metrics {
+        Some(m) => {
+            let parts: Vec<_> = (0..n)
+                .map(|s| assign_partitions(&job.partitions, s, n))
+                .collect();
+            m.start(&parts).into_iter().map(Some).collect()
+        }
+        None => vec![None; n],
+    };
     let mut handles = Vec::with_capacity(n);
     for (shard, (tx, rx)) in senders.into_iter().zip(receivers).enumerate() {
         let ctx = ShardContext {
@@ -275,6 +289,7 @@ pub fn run_prepared(job: PreparedJob, opts: &JobOptions) -> Result<JobReport> {
             first_error: first_error.clone(),
             senders: tx,
             receivers: rx,
+            metrics: shard_metrics[shard].clone(),
         };
         let placement = if opts.pin_cores {
             Placement::Fixed(job.cores[shard % job.cores.len()])

@@ -72,6 +72,13 @@ enum Command {
         #[arg(long)]
         profile: Option<PathBuf>,
     },
+    /// Run the query files of a configuration as a service: /metrics, /health, signals
+    /// (see docs/operations.md).
+    Serve {
+        /// The configuration (TOML).
+        #[arg(long, default_value = "/etc/spillway/spillway.toml")]
+        config: PathBuf,
+    },
     /// Inspect this host (cores, memory, io_uring, fsync latency, a micro-benchmark) and
     /// write a tuning profile for it.
     Tune {
@@ -188,6 +195,7 @@ fn main_inner(cli: Cli) -> anyhow::Result<()> {
                 spillway_engine::explain::explain(&job, opts.pin_cores)
             );
         }
+        Command::Serve { config } => spillway_engine::serve::run_serve(&config)?,
         Command::Tune {
             output,
             state_dir,
@@ -233,6 +241,21 @@ fn error_chain(e: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `serve` installs its own logger (JSON or text, level changeable on SIGHUP).
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_logging();
+    }
+    match main_inner(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -244,11 +267,4 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match main_inner(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", error_chain(&e));
-            ExitCode::from(1)
-        }
-    }
 }

@@ -24,6 +24,7 @@ use crate::error::{EngineError, Result};
 use crate::exchange::{split_by_owner, ExchangeMsg};
 use crate::expr::{evaluate_predicate, filter_batch};
 use crate::limits::Limits;
+use crate::metrics::{MetricsPublisher, ShardMetrics, ShardView};
 use crate::output_stage::OutputStage;
 use crate::plan::Pipeline;
 use crate::watermark::{ShardWatermark, WatermarkTracker, WATERMARK_MAX};
@@ -49,6 +50,8 @@ pub struct ShardContext {
     pub senders: Vec<Option<SharedSender<ExchangeMsg>>>,
     /// Channels from every other shard.
     pub receivers: Vec<SharedReceiver<ExchangeMsg>>,
+    /// Live metrics this shard publishes once per batch (`spillway serve`).
+    pub metrics: Option<Arc<ShardMetrics>>,
 }
 
 /// What a shard did.
@@ -288,6 +291,7 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
         finished: false,
     };
     let idle_sleep = Duration::from_micros(limits.poll_idle_us);
+    let mut publisher = ctx.metrics.clone().map(MetricsPublisher::new);
 
     loop {
         if ctx.stop.load(Ordering::Acquire) {
@@ -345,6 +349,18 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
                 last_wm = Some(wm);
             }
         }
+        if let Some(p) = &mut publisher {
+            let em = emitter.borrow();
+            let view = ShardView {
+                report: &report,
+                decode: decoder.stats(),
+                window: window_op.as_ref(),
+                emitter: &em,
+                watermark_ms: tracker.current(),
+                source: source.as_ref(),
+            };
+            p.publish(&view, now, false);
+        }
         if status == SourceStatus::Finished {
             report.finished = true;
             break;
@@ -397,5 +413,16 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
     report.watermark = tracker.current();
     report.positions = (0..n_parts as u32).map(|i| source.position(i)).collect();
     report.elapsed = started.elapsed();
+    if let Some(p) = &mut publisher {
+        let view = ShardView {
+            report: &report,
+            decode: decoder.stats(),
+            window: window_op.as_ref(),
+            emitter: &em,
+            watermark_ms: report.watermark,
+            source: source.as_ref(),
+        };
+        p.publish(&view, Instant::now(), true);
+    }
     Ok(report)
 }

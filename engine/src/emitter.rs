@@ -1,6 +1,6 @@
 //! The result side of a shard: final window state for the keys this shard owns, HAVING and
 //! projection, the sink, and the result latency histogram. Shared (single-threaded, `Rc`)
-//! by the shard's source loop and its exchange receivers.
+//! by the shard's source loop and its exchange links.
 
 use std::time::Instant;
 
@@ -8,7 +8,7 @@ use arrow::array::RecordBatch;
 use hdrhistogram::Histogram;
 use spillway_connectors::Sink;
 
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 use crate::exchange::PartialWindow;
 use crate::final_aggregate::{ClosedWindow, FinalAggregate};
 use crate::output_stage::OutputStage;
@@ -33,8 +33,6 @@ pub struct Emitter {
     pub windows_out: u64,
     /// Nanoseconds spent in HAVING, projection and the sink.
     pub sink_ns: u64,
-    /// The first error met by a receiver task; the source loop checks it and stops.
-    pub error: Option<EngineError>,
 }
 
 impl Emitter {
@@ -53,7 +51,6 @@ impl Emitter {
             rows_out: 0,
             windows_out: 0,
             sink_ns: 0,
-            error: None,
         }
     }
 
@@ -134,12 +131,5 @@ impl Emitter {
     pub fn flush(&mut self) -> Result<()> {
         self.sink.flush()?;
         Ok(())
-    }
-
-    /// Keeps the first error of a receiver task.
-    pub fn fail(&mut self, e: EngineError) {
-        if self.error.is_none() {
-            self.error = Some(e);
-        }
     }
 }

@@ -1,5 +1,5 @@
 //! What shards send each other: partial window aggregates for the keys another shard owns,
-//! and watermarks. Messages travel on bounded single-producer glommio channels, one per
+//! and watermarks. Messages travel on bounded single-producer rings (`exchange_link.rs`), one per
 //! ordered pair of shards; a message is owned by its receiver.
 //!
 //! Invariant: on every channel a shard sends all partials of a window before the watermark

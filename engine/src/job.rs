@@ -6,14 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use glommio::channels::shared_channel;
 use glommio::{LocalExecutorBuilder, Placement};
 use spillway_connectors::{PartitionInfo, SinkFactory, SourceFactory};
 
 use crate::catalog::TableDef;
 use crate::connector_registry;
 use crate::error::{EngineError, Result};
-use crate::exchange::ExchangeMsg;
 use crate::limits::Limits;
 use crate::metrics::JobMetrics;
 use crate::plan::{Pipeline, Program};
@@ -248,20 +246,8 @@ pub fn run_program(program: &Program, opts: &JobOptions) -> Result<JobReport> {
 pub fn run_prepared(job: PreparedJob, opts: &JobOptions) -> Result<JobReport> {
     let started = Instant::now();
     let n = job.shards;
-    // One bounded channel per ordered pair of shards.
-    let mut senders: Vec<Vec<Option<shared_channel::SharedSender<ExchangeMsg>>>> =
-        (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
-    let mut receivers: Vec<Vec<shared_channel::SharedReceiver<ExchangeMsg>>> =
-        (0..n).map(|_| Vec::new()).collect();
-    for (from, row) in senders.iter_mut().enumerate() {
-        for (to, slot) in row.iter_mut().enumerate() {
-            if from != to {
-                let (tx, rx) = shared_channel::new_bounded(opts.limits.exchange_queue_max);
-                *slot = Some(tx);
-                receivers[to].push(rx);
-            }
-        }
-    }
+    // One bounded ring per ordered pair of shards.
+    let (senders, receivers) = crate::exchange_link::make_links(n, opts.limits.exchange_queue_max);
     let first_error = Arc::new(OnceLock::new());
     let shard_metrics = match &opts.metrics {
         Some(m) => {
@@ -296,9 +282,10 @@ pub fn run_prepared(job: PreparedJob, opts: &JobOptions) -> Result<JobReport> {
         } else {
             Placement::Unbound
         };
+        // glommio's preempt timer stays at its default: shorter timers made executors park
+        // and never wake (seen with 500 us); shards poll their links themselves instead.
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("spillway-shard-{shard}"))
-            .preempt_timer(Duration::from_micros(opts.limits.preempt_us))
             .spawn(move || async move {
                 glommio_dma_probe_workaround().await;
                 run_shard(ctx).await

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod emitter;
 pub mod error;
 pub mod exchange;
+pub mod exchange_link;
 pub mod explain;
 pub mod expr;
 pub mod final_aggregate;

@@ -22,9 +22,6 @@ pub struct Limits {
     pub exchange_queue_max: usize,
     /// How long a shard sleeps when its source has nothing (microseconds); 0 only yields.
     pub poll_idle_us: u64,
-    /// How often a busy shard stops to poll its reactor, and so sees messages from other
-    /// cores (glommio's preempt timer, microseconds). Bounds the added result latency.
-    pub preempt_us: u64,
     /// Default idle timeout of a partition when its table does not set
     /// `scan.watermark.idle-timeout`.
     pub idle_timeout_ms_default: i64,
@@ -41,7 +38,6 @@ impl Default for Limits {
             windows_open_max: 100_000,
             exchange_queue_max: 256,
             poll_idle_us: 100,
-            preempt_us: 500,
             idle_timeout_ms_default: 30_000,
         }
     }
@@ -86,7 +82,6 @@ impl Limits {
             1 << 16,
         )?;
         check("poll_idle_us", self.poll_idle_us, 0, 1_000_000)?;
-        check("preempt_us", self.preempt_us, 50, 1_000_000)?;
         check(
             "idle_timeout_ms_default",
             self.idle_timeout_ms_default as u64,

@@ -62,7 +62,6 @@ struct LimitsFile {
     windows_open_max: Option<usize>,
     exchange_queue_max: Option<usize>,
     poll_idle_us: Option<u64>,
-    preempt_us: Option<u64>,
     idle_timeout_ms_default: Option<i64>,
 }
 
@@ -87,7 +86,6 @@ impl LimitsFile {
             windows_open_max: self.windows_open_max.unwrap_or(d.windows_open_max),
             exchange_queue_max: self.exchange_queue_max.unwrap_or(d.exchange_queue_max),
             poll_idle_us: self.poll_idle_us.unwrap_or(d.poll_idle_us),
-            preempt_us: self.preempt_us.unwrap_or(d.preempt_us),
             idle_timeout_ms_default: idle,
         };
         limits.validate().map_err(|e| match e {
@@ -300,7 +298,7 @@ mod tests {
             "cores = [0]\n[limits]\nbatch_rows_max = 7\nbatch_bytes_max = 2048\n\
              record_bytes_max = 100\nstate_bytes_max = 2097152\nstate_groups_max = 9\n\
              windows_open_max = 10\nexchange_queue_max = 11\npoll_idle_us = 12\n\
-             preempt_us = 130\nidle_timeout_ms_default = 14\n",
+             idle_timeout_ms_default = 14\n",
             "t.toml",
         )
         .unwrap();
@@ -313,7 +311,6 @@ mod tests {
             windows_open_max: 10,
             exchange_queue_max: 11,
             poll_idle_us: 12,
-            preempt_us: 130,
             idle_timeout_ms_default: 14,
         };
         assert_eq!(p.limits, want);
@@ -367,9 +364,9 @@ mod tests {
                 && e.contains("[1, 1048576]"),
             "{e}"
         );
-        let e = err("[limits]\npreempt_us = 10\n");
+        let e = err("[limits]\npoll_idle_us = 2000000\n");
         assert!(
-            e.contains("preempt_us = 10") && e.contains("[50, 1000000]"),
+            e.contains("poll_idle_us = 2000000") && e.contains("[0, 1000000]"),
             "{e}"
         );
         let e = err("[limits]\nidle_timeout_ms_default = -5\n");

@@ -12,16 +12,15 @@ use std::time::{Duration, Instant};
 
 use arrow::array::AsArray;
 use arrow::datatypes::TimestampMillisecondType;
-use glommio::channels::shared_channel::{
-    ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
-};
+use rtrb::{Consumer, Producer};
 use spillway_connectors::{PartitionInfo, RawBatch, SinkFactory, SourceFactory, SourceStatus};
 
 use crate::catalog::TableDef;
 use crate::decode::{DecodeStats, JsonDecoder};
 use crate::emitter::Emitter;
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 use crate::exchange::{split_by_owner, ExchangeMsg};
+use crate::exchange_link::Links;
 use crate::expr::{evaluate_predicate, filter_batch};
 use crate::limits::Limits;
 use crate::metrics::{MetricsPublisher, ShardMetrics, ShardView};
@@ -47,9 +46,9 @@ pub struct ShardContext {
     /// The number of the shard that failed first.
     pub first_error: Arc<OnceLock<usize>>,
     /// `senders[to]` for every other shard (None at this shard's own index).
-    pub senders: Vec<Option<SharedSender<ExchangeMsg>>>,
+    pub senders: Vec<Option<Producer<ExchangeMsg>>>,
     /// Channels from every other shard.
-    pub receivers: Vec<SharedReceiver<ExchangeMsg>>,
+    pub receivers: Vec<(usize, Consumer<ExchangeMsg>)>,
     /// Live metrics this shard publishes once per batch (`spillway serve`).
     pub metrics: Option<Arc<ShardMetrics>>,
 }
@@ -97,64 +96,15 @@ pub async fn run_shard(ctx: ShardContext) -> Result<ShardReport> {
     result
 }
 
-/// Connects every channel of this shard at once: a connect waits for the peer's, so
-/// connecting one after another would deadlock between two shards.
-async fn connect_all(
-    senders: Vec<Option<SharedSender<ExchangeMsg>>>,
-    receivers: Vec<SharedReceiver<ExchangeMsg>>,
-) -> (
-    Vec<Option<ConnectedSender<ExchangeMsg>>>,
-    Vec<ConnectedReceiver<ExchangeMsg>>,
-) {
-    let tx_tasks: Vec<_> = senders
-        .into_iter()
-        .map(|s| {
-            glommio::spawn_local(async move {
-                match s {
-                    Some(s) => Some(s.connect().await),
-                    None => None,
-                }
-            })
-        })
-        .collect();
-    let rx_tasks: Vec<_> = receivers
-        .into_iter()
-        .map(|r| glommio::spawn_local(r.connect()))
-        .collect();
-    let mut tx = Vec::with_capacity(tx_tasks.len());
-    for t in tx_tasks {
-        tx.push(t.await);
-    }
-    let mut rx = Vec::with_capacity(rx_tasks.len());
-    for t in rx_tasks {
-        rx.push(t.await);
-    }
-    (tx, rx)
-}
-
-async fn send(
-    senders: &[Option<ConnectedSender<ExchangeMsg>>],
-    to: usize,
-    msg: ExchangeMsg,
-) -> Result<()> {
-    let Some(s) = &senders[to] else {
-        return Err(EngineError::Internal(format!("no channel to shard {to}")));
-    };
-    // Waits while the queue is full (back-pressure); fails only if the peer is gone.
-    s.send(msg)
-        .await
-        .map_err(|_| EngineError::Internal(format!("shard {to} stopped receiving")))
-}
-
 /// Sends a watermark to every shard (to this shard's own final stage directly).
 async fn broadcast_watermark(
     shard: usize,
-    senders: &[Option<ConnectedSender<ExchangeMsg>>],
+    links: &mut Links,
     emitter: &Rc<RefCell<Emitter>>,
     wm: ShardWatermark,
     at: Instant,
 ) -> Result<()> {
-    for to in 0..senders.len() {
+    for to in 0..links.shards() {
         if to == shard {
             continue;
         }
@@ -164,7 +114,7 @@ async fn broadcast_watermark(
             idle: wm.idle,
             at,
         };
-        send(senders, to, msg).await?;
+        links.send(to, msg, emitter).await?;
     }
     emitter
         .borrow_mut()
@@ -176,7 +126,7 @@ async fn route_fired(
     shard: usize,
     shards: usize,
     layout: &AggregateLayout,
-    senders: &[Option<ConnectedSender<ExchangeMsg>>],
+    links: &mut Links,
     emitter: &Rc<RefCell<Emitter>>,
     fired: &mut Vec<FiredWindow>,
 ) -> Result<()> {
@@ -189,7 +139,9 @@ async fn route_fired(
             if owner == shard {
                 emitter.borrow_mut().on_partial(part);
             } else {
-                send(senders, owner, ExchangeMsg::Partial(part)).await?;
+                links
+                    .send(owner, ExchangeMsg::Partial(part), emitter)
+                    .await?;
             }
         }
     }
@@ -202,8 +154,11 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
     let pipeline = ctx.pipeline.clone();
     let limits = ctx.limits.clone();
     let n_parts = ctx.partitions.len();
-    // Channels first, before anything can fail, so no peer waits for a connect forever.
-    let (senders, connected_rx) = connect_all(ctx.senders, ctx.receivers).await;
+    let mut links = Links::new(
+        ctx.senders,
+        ctx.receivers,
+        Duration::from_micros(limits.poll_idle_us.max(10)),
+    );
 
     let mut source = ctx
         .source
@@ -225,30 +180,6 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
         output,
         sink,
     )));
-    let mut receivers = Vec::new();
-    for rx in connected_rx {
-        let em = emitter.clone();
-        receivers.push(glommio::spawn_local(async move {
-            while let Some(msg) = rx.recv().await {
-                let mut em = em.borrow_mut();
-                match msg {
-                    ExchangeMsg::Partial(p) => em.on_partial(p),
-                    ExchangeMsg::Watermark {
-                        from,
-                        watermark,
-                        idle,
-                        at,
-                    } => {
-                        if let Err(e) = em.on_watermark(from, watermark, idle, at) {
-                            em.fail(e);
-                        }
-                    }
-                    ExchangeMsg::Done { .. } => break,
-                }
-            }
-        }));
-    }
-
     let wm_spec = ctx.source_table.watermark;
     let time_column = wm_spec.map(|w| w.column);
     let mut decoder = JsonDecoder::new(ctx.source_table.schema(), time_column);
@@ -297,9 +228,7 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
         if ctx.stop.load(Ordering::Acquire) {
             break;
         }
-        if let Some(e) = emitter.borrow_mut().error.take() {
-            return Err(e);
-        }
+        links.drain(&emitter)?;
         raw.clear();
         let status = source.poll(&mut raw, limits.batch_rows_max, limits.batch_bytes_max)?;
         let now = Instant::now();
@@ -344,8 +273,8 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
             if last_wm != Some(wm) {
                 let fire_at = wm.watermark.max(emitter.borrow().global_watermark());
                 op.fire(fire_at, &mut fired);
-                route_fired(shard, ctx.shards, l, &senders, &emitter, &mut fired).await?;
-                broadcast_watermark(shard, &senders, &emitter, wm, now).await?;
+                route_fired(shard, ctx.shards, l, &mut links, &emitter, &mut fired).await?;
+                broadcast_watermark(shard, &mut links, &emitter, wm, now).await?;
                 last_wm = Some(wm);
             }
         }
@@ -376,29 +305,17 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
     if report.finished {
         if let (Some(op), Some(l)) = (&mut window_op, &layout) {
             op.fire(WATERMARK_MAX, &mut fired);
-            route_fired(shard, ctx.shards, l, &senders, &emitter, &mut fired).await?;
+            route_fired(shard, ctx.shards, l, &mut links, &emitter, &mut fired).await?;
             let fin = ShardWatermark {
                 watermark: WATERMARK_MAX,
                 idle: false,
             };
-            broadcast_watermark(shard, &senders, &emitter, fin, Instant::now()).await?;
+            broadcast_watermark(shard, &mut links, &emitter, fin, Instant::now()).await?;
         }
     }
-    for to in 0..senders.len() {
-        if to != shard {
-            // A peer that already stopped (after an error) no longer listens: that is
-            // reported by the peer itself.
-            let _ = send(&senders, to, ExchangeMsg::Done { from: shard }).await;
-        }
-    }
-    drop(senders);
-    for r in receivers {
-        r.await;
-    }
+    links.say_done(shard, &emitter).await;
+    links.drain_until_done(&emitter).await?;
     let mut em = emitter.borrow_mut();
-    if let Some(e) = em.error.take() {
-        return Err(e);
-    }
     em.flush()?;
     if let Some(op) = &window_op {
         report.late_events = op.stats.late_events;

@@ -451,7 +451,6 @@ pub fn profile_text(facts: &HostFacts) -> String {
         50
     };
     line(format!("poll_idle_us = {poll_idle_us}"));
-    line(format!("preempt_us = {}", d.preempt_us));
     line(format!(
         "idle_timeout_ms_default = {}",
         d.idle_timeout_ms_default

@@ -161,8 +161,8 @@ fn a_bad_profile_fails_naming_file_and_key() {
         ),
         (
             "range.toml",
-            "[limits]\npreempt_us = 1\n",
-            "preempt_us = 1 is out of range [50, 1000000]",
+            "[limits]\npoll_idle_us = 2000000\n",
+            "poll_idle_us = 2000000 is out of range [0, 1000000]",
         ),
         ("cores.toml", "cores = [100000]\n", "core 100000"),
     ] {

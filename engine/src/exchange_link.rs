@@ -1,0 +1,159 @@
+//! The core-to-core links of one shard: a bounded single-producer single-consumer ring
+//! (`rtrb`) per ordered pair of shards, polled by the shard itself.
+//!
+//! No wake-ups cross cores: the shard drains its incoming rings every loop iteration (after
+//! each batch, or every `poll_idle_us` when idle), and a sender that finds a ring full drains
+//! its own incoming rings while it waits, so two shards sending to each other can never
+//! block each other.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use rtrb::{Consumer, Producer, PushError, RingBuffer};
+
+use crate::emitter::Emitter;
+use crate::error::{EngineError, Result};
+use crate::exchange::ExchangeMsg;
+
+/// Creates the rings of `shards` shards: `(senders[from][to], receivers[to])`.
+#[allow(clippy::type_complexity)]
+pub fn make_links(
+    shards: usize,
+    capacity: usize,
+) -> (
+    Vec<Vec<Option<Producer<ExchangeMsg>>>>,
+    Vec<Vec<(usize, Consumer<ExchangeMsg>)>>,
+) {
+    let mut senders: Vec<Vec<Option<Producer<ExchangeMsg>>>> = (0..shards)
+        .map(|_| (0..shards).map(|_| None).collect())
+        .collect();
+    let mut receivers: Vec<Vec<(usize, Consumer<ExchangeMsg>)>> =
+        (0..shards).map(|_| Vec::new()).collect();
+    for (from, row) in senders.iter_mut().enumerate() {
+        for (to, slot) in row.iter_mut().enumerate() {
+            if from != to {
+                let (tx, rx) = RingBuffer::new(capacity);
+                *slot = Some(tx);
+                receivers[to].push((from, rx));
+            }
+        }
+    }
+    (senders, receivers)
+}
+
+/// The links of one shard.
+pub struct Links {
+    senders: Vec<Option<Producer<ExchangeMsg>>>,
+    receivers: Vec<(usize, Consumer<ExchangeMsg>)>,
+    /// Per receiver: the peer said `Done`, or went away.
+    done: Vec<bool>,
+    wait: Duration,
+}
+
+impl Links {
+    pub fn new(
+        senders: Vec<Option<Producer<ExchangeMsg>>>,
+        receivers: Vec<(usize, Consumer<ExchangeMsg>)>,
+        wait: Duration,
+    ) -> Self {
+        let done = vec![false; receivers.len()];
+        Links {
+            senders,
+            receivers,
+            done,
+            wait,
+        }
+    }
+
+    pub fn shards(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Applies every message waiting on the incoming rings; returns how many there were.
+    pub fn drain(&mut self, emitter: &Rc<RefCell<Emitter>>) -> Result<usize> {
+        let mut n = 0;
+        for (i, (_, rx)) in self.receivers.iter_mut().enumerate() {
+            if self.done[i] {
+                continue;
+            }
+            while let Ok(msg) = rx.pop() {
+                n += 1;
+                let mut em = emitter.borrow_mut();
+                match msg {
+                    ExchangeMsg::Partial(p) => em.on_partial(p),
+                    ExchangeMsg::Watermark {
+                        from,
+                        watermark,
+                        idle,
+                        at,
+                    } => em.on_watermark(from, watermark, idle, at)?,
+                    ExchangeMsg::Done { .. } => {
+                        self.done[i] = true;
+                        break;
+                    }
+                }
+            }
+            // A peer that stopped without `Done` failed; it reports its own error.
+            if !self.done[i] && rx.is_abandoned() && rx.is_empty() {
+                self.done[i] = true;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Whether every peer has said `Done` (or gone away).
+    pub fn all_done(&self) -> bool {
+        self.done.iter().all(|d| *d)
+    }
+
+    /// Sends to shard `to`, waiting while its ring is full (back-pressure), and applying
+    /// incoming messages meanwhile.
+    pub async fn send(
+        &mut self,
+        to: usize,
+        mut msg: ExchangeMsg,
+        emitter: &Rc<RefCell<Emitter>>,
+    ) -> Result<()> {
+        loop {
+            let Some(tx) = self.senders[to].as_mut() else {
+                return Err(EngineError::Internal(format!("no link to shard {to}")));
+            };
+            if tx.is_abandoned() {
+                return Err(EngineError::Internal(format!(
+                    "shard {to} stopped receiving"
+                )));
+            }
+            match tx.push(msg) {
+                Ok(()) => return Ok(()),
+                Err(PushError::Full(m)) => msg = m,
+            }
+            self.drain(emitter)?;
+            glommio::timer::sleep(self.wait).await;
+        }
+    }
+
+    /// Says `Done` to every peer that still listens.
+    pub async fn say_done(&mut self, shard: usize, emitter: &Rc<RefCell<Emitter>>) {
+        for to in 0..self.senders.len() {
+            if to != shard {
+                // A peer that already stopped (after an error) no longer listens: that is
+                // reported by the peer itself.
+                let _ = self
+                    .send(to, ExchangeMsg::Done { from: shard }, emitter)
+                    .await;
+            }
+        }
+    }
+
+    /// Applies incoming messages until every peer said `Done`.
+    pub async fn drain_until_done(&mut self, emitter: &Rc<RefCell<Emitter>>) -> Result<()> {
+        loop {
+            self.drain(emitter)?;
+            if self.all_done() {
+                return Ok(());
+            }
+            glommio::timer::sleep(self.wait).await;
+        }
+    }
+}

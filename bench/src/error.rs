@@ -15,6 +15,9 @@ pub enum BenchError {
     /// The engine produced a wrong result: the benchmark refuses to report a figure.
     #[error("wrong result: {0}")]
     WrongResult(String),
+    /// A job did not finish within its deadline (a stall of the engine).
+    #[error("stalled: {0}")]
+    Stalled(String),
     /// A benchmark option is out of its range.
     #[error("bad benchmark option: {0}")]
     Config(String),

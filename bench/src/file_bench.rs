@@ -7,10 +7,11 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use spillway_engine::job::{available_cores, prepare, run_prepared, JobOptions};
+use spillway_engine::job::{available_cores, prepare, JobOptions};
 
 use crate::error::{BenchError, Result};
 use crate::figures::{BenchSummary, RunFigures};
+use crate::job_runner::{job_deadline, run_with_deadline};
 use crate::memory_bench::check_runs_and_shards;
 use crate::trades_data::{expected_from_file, generate, Expected, TradeDataConfig};
 use crate::trades_query::{check_report, trades_program};
@@ -129,7 +130,7 @@ pub fn run_file(opts: &FileBenchOptions) -> Result<BenchSummary> {
         };
         let job = prepare(&program, &job_opts)?;
         splits = job.partitions.len();
-        let report = run_prepared(job, &job_opts)?;
+        let report = run_with_deadline(job, &job_opts, job_deadline(expected.events))?;
         check_report(&report, &expected)?;
         runs.push(RunFigures::from_report(&report));
     }

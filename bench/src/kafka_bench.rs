@@ -18,11 +18,12 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 use spillway_connectors::embedded_kafka::EmbeddedKafka;
-use spillway_engine::job::{prepare, run_prepared, JobOptions};
+use spillway_engine::job::{prepare, JobOptions};
 
 use crate::checking_sink::CheckingSinkFactory;
 use crate::error::{BenchError, Result};
 use crate::figures::{BenchSummary, RunFigures};
+use crate::job_runner::{job_deadline, run_with_deadline};
 use crate::memory_bench::check_runs_and_shards;
 use crate::trades_data::{Expected, TradeDataConfig, TradeStream};
 use crate::trades_query::{check_report, default_shards, trades_program};
@@ -280,7 +281,7 @@ fn run_round(
             opts.data.partitions
         )));
     }
-    let report = run_prepared(job, &job_opts)?;
+    let report = run_with_deadline(job, &job_opts, job_deadline(round.expected.events))?;
     check_report(&report, &round.expected)?;
     sink.check(&round.expected)?;
     Ok(RunFigures::from_report(&report))

@@ -8,14 +8,25 @@
 //! - `trades_query.rs`: the query with its tables pointed at a benchmark's connectors.
 //! - `checking_sink.rs`: the sink that keeps and checks the result rows.
 //! - `figures.rs`: throughput, stage split, medians, text and JSON.
+//! - `job_runner.rs`: runs a job with a deadline (a stall fails the benchmark).
 //! - `memory_bench.rs`, `kafka_bench.rs`, `file_bench.rs`: the three benchmarks.
+//! - `latency*.rs`, `sweep.rs`, `plot_svg.rs`: open-loop latency through Kafka, rate sweep.
 
 pub mod checking_sink;
 pub mod error;
 pub mod figures;
 pub mod file_bench;
+pub mod job_runner;
 pub mod kafka_bench;
+pub mod latency;
+pub mod latency_cli;
+pub mod latency_load;
+pub mod latency_oracle;
+pub mod latency_sink;
+pub mod latency_stats;
 pub mod memory_bench;
+pub mod plot_svg;
+pub mod sweep;
 pub mod trades_data;
 pub mod trades_query;
 

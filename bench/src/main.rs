@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use spillway_bench::latency_cli::{latency_command, sweep_command, LatencyArgs, SweepArgs};
 use spillway_bench::trades_data::{TradeDataConfig, EVENT_RATE_DEFAULT};
 use spillway_bench::{
     run_file, run_kafka, run_memory, BenchSummary, FileBenchOptions, KafkaBenchOptions,
@@ -52,6 +53,10 @@ enum Command {
         #[arg(long)]
         path: Option<PathBuf>,
     },
+    /// Open-loop latency through Kafka (checked): p50 .. max, JSON report, SVG plot.
+    Latency(LatencyArgs),
+    /// Raises the latency run's rate until p99 exceeds a limit.
+    Sweep(SweepArgs),
 }
 
 #[derive(Args)]
@@ -125,11 +130,28 @@ fn run(cli: Cli) -> anyhow::Result<(BenchSummary, bool)> {
             };
             (run_file(&opts)?, common.json)
         }
+        Command::Latency(_) | Command::Sweep(_) => {
+            anyhow::bail!("internal: latency and sweep are run by main")
+        }
     })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let latency = match &cli.command {
+        Command::Latency(args) => Some(latency_command(args)),
+        Command::Sweep(args) => Some(sweep_command(args)),
+        _ => None,
+    };
+    if let Some(result) = latency {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("spillway-bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(cli) {
         Ok((summary, json)) => {
             print!("{}", summary.text());

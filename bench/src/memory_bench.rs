@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use spillway_connectors::memory_source::MemorySourceFactory;
-use spillway_engine::job::{prepare, run_prepared, JobOptions};
+use spillway_engine::job::{prepare, JobOptions};
 
 use crate::checking_sink::CheckingSinkFactory;
 use crate::error::{BenchError, Result};
 use crate::figures::{BenchSummary, RunFigures, RUNS_MAX};
+use crate::job_runner::{job_deadline, run_with_deadline};
 use crate::trades_data::{generate_in_memory, TradeDataConfig};
 use crate::trades_query::{check_report, default_shards, trades_program};
 
@@ -78,7 +79,7 @@ pub fn run_memory(opts: &MemoryBenchOptions) -> Result<BenchSummary> {
             ..JobOptions::default()
         };
         let job = prepare(&program, &job_opts)?;
-        let report = run_prepared(job, &job_opts)?;
+        let report = run_with_deadline(job, &job_opts, job_deadline(expected.events))?;
         check_report(&report, &expected)?;
         sink.check(&expected)?;
         runs.push(RunFigures::from_report(&report));

@@ -162,7 +162,10 @@ pub struct CheckingSink {
     rows_written: u64,
 }
 
-fn column<'a>(
+/// Column `name` of a result batch, checked to have type `want` and no NULLs; `who` names
+/// the sink in messages.
+pub(crate) fn checked_column<'a>(
+    who: &str,
     batch: &'a RecordBatch,
     name: &str,
     want: &DataType,
@@ -170,15 +173,20 @@ fn column<'a>(
     let schema = batch.schema();
     let index = schema.index_of(name).map_err(|_| {
         ConnectorError::Internal(format!(
-            "checking sink: the result has no column '{name}' (columns: {:?})",
+            "{who}: the result has no column '{name}' (columns: {:?})",
             schema.fields().iter().map(|f| f.name()).collect::<Vec<_>>()
         ))
     })?;
     let array = batch.column(index).as_ref();
     if array.data_type() != want {
         return Err(ConnectorError::Internal(format!(
-            "checking sink: column '{name}' is {}, expected {want}",
+            "{who}: column '{name}' is {}, expected {want}",
             array.data_type()
+        )));
+    }
+    if array.null_count() > 0 {
+        return Err(ConnectorError::Internal(format!(
+            "{who}: column '{name}' holds NULLs"
         )));
     }
     Ok(array)
@@ -186,14 +194,17 @@ fn column<'a>(
 
 impl CheckingSink {
     fn extract(&mut self, batch: &RecordBatch) -> spillway_connectors::Result<()> {
-        let symbols = column(batch, SYMBOL_COLUMN, &DataType::Utf8)?.as_string::<i32>();
-        let starts = column(
+        let symbols = checked_column("checking sink", batch, SYMBOL_COLUMN, &DataType::Utf8)?
+            .as_string::<i32>();
+        let starts = checked_column(
+            "checking sink",
             batch,
             WINDOW_START_COLUMN,
             &DataType::Timestamp(TimeUnit::Millisecond, None),
         )?
         .as_primitive::<TimestampMillisecondType>();
-        let counts = column(batch, COUNT_COLUMN, &DataType::Int64)?.as_primitive::<Int64Type>();
+        let counts = checked_column("checking sink", batch, COUNT_COLUMN, &DataType::Int64)?
+            .as_primitive::<Int64Type>();
         if self.rows.len() + batch.num_rows() > CHECK_ROWS_MAX {
             return Err(ConnectorError::Limit(format!(
                 "checking sink: more than {CHECK_ROWS_MAX} result rows (CHECK_ROWS_MAX)"

@@ -8,19 +8,18 @@
 //! one topic per round, and each run reads the rounds one bounded job after another; a run's
 //! figures are the sums over its rounds (so each job's start-up is included).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::ClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord};
 use spillway_connectors::embedded_kafka::EmbeddedKafka;
 use spillway_engine::job::{prepare, JobOptions};
 
 use crate::checking_sink::CheckingSinkFactory;
+use crate::delivery::{wait_for_deliveries, DeliveryCounter};
 use crate::error::{BenchError, Result};
 use crate::figures::{BenchSummary, RunFigures};
 use crate::job_runner::{job_deadline, run_with_deadline};
@@ -79,30 +78,6 @@ impl KafkaBenchOptions {
             round_partition_bytes_max: ROUND_PARTITION_BYTES_MAX,
             consumer_properties: Vec::new(),
         }
-    }
-}
-
-/// Counts the producer's delivery reports.
-#[derive(Default)]
-struct DeliveryCounter {
-    delivered: AtomicU64,
-    failed: AtomicU64,
-    first_error: std::sync::OnceLock<String>,
-}
-
-impl ClientContext for DeliveryCounter {}
-
-impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => self.delivered.fetch_add(1, Ordering::Relaxed),
-            Err((e, _)) => {
-                let _ = self.first_error.set(e.to_string());
-                self.failed.fetch_add(1, Ordering::Relaxed)
-            }
-        };
     }
 }
 
@@ -176,42 +151,12 @@ fn produce_backlog(
             bytes[partition] += line.len();
             Ok(bytes[partition] < round_bytes_max)
         })?;
-        wait_for_deliveries(&producer, sent)?;
+        wait_for_deliveries(&producer, "trades", Some(sent), DELIVERY_WAIT_MS_MAX)?;
         check_backlog(&bootstrap, &topic, data.partitions, expected.events)?;
         rounds.push(Round { topic, expected });
     }
     let rate = data.events as f64 / started.elapsed().as_secs_f64().max(1e-9);
     Ok((rounds, rate))
-}
-
-/// Polls the producer (serving delivery reports; flush() would hide their progress) until
-/// nothing is in flight, then checks all `sent` trades were delivered.
-fn wait_for_deliveries(producer: &BaseProducer<DeliveryCounter>, sent: u64) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_millis(DELIVERY_WAIT_MS_MAX);
-    while producer.in_flight_count() > 0 {
-        if Instant::now() > deadline {
-            return Err(BenchError::Kafka(format!(
-                "{} trades still undelivered after {DELIVERY_WAIT_MS_MAX} ms",
-                producer.in_flight_count()
-            )));
-        }
-        producer.poll(Duration::from_millis(10));
-    }
-    let ctx = producer.context();
-    let failed = ctx.failed.load(Ordering::Relaxed);
-    if failed > 0 {
-        return Err(BenchError::Kafka(format!(
-            "{failed} trades were not delivered to the embedded Kafka; first error: {}",
-            ctx.first_error.get().map(String::as_str).unwrap_or("?")
-        )));
-    }
-    let delivered = ctx.delivered.load(Ordering::Relaxed);
-    if delivered != sent {
-        return Err(BenchError::Kafka(format!(
-            "{delivered} trades delivered, {sent} sent"
-        )));
-    }
-    Ok(())
 }
 
 /// Checks `topic` holds exactly `events` records (the sum over its partitions of the high

@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::ClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord};
 
+use crate::delivery::wait_for_deliveries;
+pub use crate::delivery::DeliveryCounter;
 use crate::error::{BenchError, Result};
 
 /// Distinct symbols of the generated events (`S00` .. `S63`).
@@ -123,26 +124,6 @@ impl EventSchedule {
     }
 }
 
-/// Counts the producer's delivery reports.
-#[derive(Default)]
-pub struct DeliveryCounter {
-    failed: AtomicU64,
-    first_error: std::sync::OnceLock<String>,
-}
-
-impl ClientContext for DeliveryCounter {}
-
-impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            let _ = self.first_error.set(e.to_string());
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
 /// What the load generator did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOutcome {
@@ -213,35 +194,11 @@ pub fn run_load(
             std::thread::sleep(Duration::from_nanos(wait_ns.min(SLEEP_NS_MAX)));
         }
     }
-    wait_for_deliveries(producer)?;
+    wait_for_deliveries(producer, "events", None, DELIVERY_WAIT_MS_MAX)?;
     Ok(LoadOutcome {
         sent: seq,
         lag_ns_max,
     })
-}
-
-/// Polls (flush() waits in 100 ms steps) until nothing is in flight; fails if any event was
-/// not delivered.
-fn wait_for_deliveries(producer: &BaseProducer<DeliveryCounter>) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_millis(DELIVERY_WAIT_MS_MAX);
-    while producer.in_flight_count() > 0 {
-        if Instant::now() > deadline {
-            return Err(BenchError::Kafka(format!(
-                "{} events still undelivered {DELIVERY_WAIT_MS_MAX} ms after the load ended",
-                producer.in_flight_count()
-            )));
-        }
-        producer.poll(Duration::from_millis(1));
-    }
-    let ctx = producer.context();
-    let failed = ctx.failed.load(Ordering::Relaxed);
-    if failed > 0 {
-        return Err(BenchError::Kafka(format!(
-            "{failed} events were not delivered to the broker; first error: {}",
-            ctx.first_error.get().map(String::as_str).unwrap_or("?")
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

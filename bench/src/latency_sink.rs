@@ -195,26 +195,7 @@ fn column<'a>(
     name: &str,
     want: &DataType,
 ) -> spillway_connectors::Result<&'a dyn Array> {
-    let schema = batch.schema();
-    let index = schema.index_of(name).map_err(|_| {
-        ConnectorError::Internal(format!(
-            "latency sink: the result has no column '{name}' (columns: {:?})",
-            schema.fields().iter().map(|f| f.name()).collect::<Vec<_>>()
-        ))
-    })?;
-    let array = batch.column(index).as_ref();
-    if array.data_type() != want {
-        return Err(ConnectorError::Internal(format!(
-            "latency sink: column '{name}' is {}, expected {want}",
-            array.data_type()
-        )));
-    }
-    if array.null_count() > 0 {
-        return Err(ConnectorError::Internal(format!(
-            "latency sink: column '{name}' holds NULLs"
-        )));
-    }
-    Ok(array)
+    crate::checking_sink::checked_column("latency sink", batch, name, want)
 }
 
 const TS: DataType = DataType::Timestamp(TimeUnit::Millisecond, None);

@@ -13,6 +13,7 @@
 //! - `latency*.rs`, `sweep.rs`, `plot_svg.rs`: open-loop latency through Kafka, rate sweep.
 
 pub mod checking_sink;
+pub mod delivery;
 pub mod error;
 pub mod figures;
 pub mod file_bench;

@@ -271,6 +271,10 @@ impl SourceFactory for KafkaSourceFactory {
         }))
     }
 
+    fn offset_committer(&self) -> Result<Option<Box<dyn crate::OffsetCommitter>>> {
+        Ok(Some(Box::new(KafkaSourceFactory::offset_committer(self)?)))
+    }
+
     fn describe(&self) -> String {
         let startup = match self.options.startup {
             StartupMode::EarliestOffset => "earliest-offset".to_string(),
@@ -576,6 +580,17 @@ pub struct KafkaOffsetCommitter {
     consumer: BaseConsumer,
     topic: String,
     group_id: String,
+}
+
+impl crate::OffsetCommitter for KafkaOffsetCommitter {
+    fn commit(&self, offsets: &[(PartitionInfo, i64)]) -> Result<()> {
+        let mine: Vec<(i32, i64)> = offsets
+            .iter()
+            .filter(|(p, _)| p.topic == self.topic)
+            .map(|(p, o)| (p.partition, *o))
+            .collect();
+        KafkaOffsetCommitter::commit(self, &mine)
+    }
 }
 
 impl KafkaOffsetCommitter {

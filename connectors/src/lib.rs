@@ -8,6 +8,7 @@
 pub mod blackhole_sink;
 pub mod duration;
 pub mod embedded_kafka;
+pub mod epoch_files;
 pub mod error;
 pub mod file_sink;
 pub mod file_source;
@@ -95,6 +96,18 @@ pub trait SourceFactory: Send + Sync {
 
     /// One line for EXPLAIN, e.g. `kafka topic 'trades' at 127.0.0.1:9092, earliest, bounded`.
     fn describe(&self) -> String;
+
+    /// A client that records checkpointed positions where the source's own tools see them
+    /// (Kafka: the consumer group's committed offsets), if the source has such a place.
+    fn offset_committer(&self) -> Result<Option<Box<dyn OffsetCommitter>>> {
+        Ok(None)
+    }
+}
+
+/// Records positions (the next offset to read per partition) outside spillway, for
+/// monitoring: the checkpoint, not this, is what recovery reads.
+pub trait OffsetCommitter: Send {
+    fn commit(&self, offsets: &[(PartitionInfo, i64)]) -> Result<()>;
 }
 
 /// The writing end of a shard.
@@ -105,6 +118,13 @@ pub trait Sink: Send {
     fn flush(&mut self) -> Result<()>;
     /// Rows written so far by this sink instance.
     fn rows_written(&self) -> u64;
+    /// Ends this shard's epoch `epoch`: everything written since the previous call becomes
+    /// durable but stays invisible until [`SinkFactory::commit_epochs`] covers `epoch`.
+    /// Non-transactional sinks just flush. Epochs passed by one shard strictly increase.
+    fn prepare_epoch(&mut self, epoch: u64) -> Result<()> {
+        let _ = epoch;
+        self.flush()
+    }
 }
 
 /// Builds the sinks of one table for the shards.
@@ -116,4 +136,22 @@ pub trait SinkFactory: Send + Sync {
     fn close(&self) -> Result<()>;
     /// One line for EXPLAIN.
     fn describe(&self) -> String;
+    /// Whether this sink publishes results only when their epoch commits (exactly-once).
+    fn epoch_committed(&self) -> bool {
+        false
+    }
+    /// Makes every prepared epoch <= `epoch` visible, for all shards. Called from a thread that
+    /// is not a shard, after the checkpoint of `epoch` is durable; idempotent (may be called
+    /// again after a crash with the same or a smaller epoch).
+    fn commit_epochs(&self, epoch: u64) -> Result<()> {
+        let _ = epoch;
+        Ok(())
+    }
+    /// Called once at start-up, before any `open`, with the last committed epoch (None: no
+    /// checkpoint yet): commits prepared epochs <= it, deletes prepared epochs > it and any
+    /// unprepared in-progress output of a previous run.
+    fn recover_epochs(&self, committed: Option<u64>) -> Result<()> {
+        let _ = committed;
+        Ok(())
+    }
 }

@@ -112,12 +112,19 @@ pub fn source_factory(
     })
 }
 
-/// Builds the sink factory of `table`, whose rows have `schema`.
-pub fn sink_factory(table: &TableDef, schema: SchemaRef) -> Result<Arc<dyn SinkFactory>> {
+/// Builds the sink factory of `table`, whose rows have `schema`. With `epochs` (the job
+/// checkpoints), sinks that can publish per checkpoint epoch do: the filesystem sink writes a
+/// directory of part files that appear when their checkpoint completes (exactly-once).
+pub fn sink_factory(
+    table: &TableDef,
+    schema: SchemaRef,
+    epochs: bool,
+) -> Result<Arc<dyn SinkFactory>> {
     let options = connector_options(table)?;
     let name = table.name.as_str();
     Ok(match table.connector().as_str() {
         "kafka" => Arc::new(KafkaSinkFactory::from_options(name, &options, schema)?),
+        "filesystem" if epochs => Arc::new(FileSinkFactory::from_options(name, &options)?.with_epochs()),
         "filesystem" => Arc::new(FileSinkFactory::from_options(name, &options)?),
         "print" => Arc::new(PrintSinkFactory::from_options(name, &options)?),
         "blackhole" => Arc::new(BlackholeSinkFactory::from_options(name, &options)?),

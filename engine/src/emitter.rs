@@ -76,6 +76,19 @@ impl Emitter {
             .unwrap_or(0)
     }
 
+    /// The final stage and its layout (checkpoints, recovery).
+    pub fn final_stage_mut(
+        &mut self,
+    ) -> Option<(&std::sync::Arc<AggregateLayout>, &mut FinalAggregate)> {
+        self.final_stage.as_mut().map(|(l, f)| (&*l, f))
+    }
+
+    /// Ends the sink's epoch `epoch` (see `Sink::prepare_epoch`).
+    pub fn prepare_epoch(&mut self, epoch: u64) -> Result<()> {
+        self.sink.prepare_epoch(epoch)?;
+        Ok(())
+    }
+
     pub fn on_partial(&mut self, partial: PartialWindow) {
         if let Some((layout, f)) = &mut self.final_stage {
             f.merge(layout, partial);

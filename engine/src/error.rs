@@ -33,6 +33,9 @@ pub enum EngineError {
     /// A source or sink failed (Kafka, files).
     #[error(transparent)]
     Connector(#[from] spillway_connectors::ConnectorError),
+    /// The state store (checkpoints) failed or found corruption.
+    #[error(transparent)]
+    State(#[from] spillway_state::StateError),
     /// The local disk or operating system failed.
     #[error("I/O error: {context}: {source}")]
     Io {

@@ -13,7 +13,7 @@ use crate::group_table::GroupTable;
 use crate::window_operator::{AggregateLayout, FiredWindow};
 
 /// The partial aggregates of one window for the keys one shard owns.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct PartialWindow {
     pub start: i64,
     pub end: i64,
@@ -70,6 +70,9 @@ pub enum ExchangeMsg {
         idle: bool,
         at: Instant,
     },
+    /// The sender took its part of checkpoint `epoch`: what it sends after this is not in
+    /// that checkpoint (see `exchange_link.rs`).
+    Barrier { from: usize, epoch: u64 },
     /// The sender sends nothing more.
     Done {
         from: usize,

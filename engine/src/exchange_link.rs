@@ -14,7 +14,7 @@ use rtrb::{Consumer, Producer, PushError, RingBuffer};
 
 use crate::emitter::Emitter;
 use crate::error::{EngineError, Result};
-use crate::exchange::ExchangeMsg;
+use crate::exchange::{ExchangeMsg, PartialWindow};
 
 /// Creates the rings of `shards` shards: `(senders[from][to], receivers[to])`.
 #[allow(clippy::type_complexity)]
@@ -49,6 +49,13 @@ pub struct Links {
     /// Per receiver: the peer said `Done`, or went away.
     done: Vec<bool>,
     wait: Duration,
+    /// Per receiver: the epoch of the last checkpoint barrier it delivered.
+    barrier_epoch: Vec<u64>,
+    /// The last checkpoint epoch this shard took its snapshot of.
+    epoch: u64,
+    /// Partials that arrived after this shard's snapshot of `epoch` and before the sender's
+    /// barrier of it: in flight at the checkpoint, so part of it.
+    recorded: Vec<PartialWindow>,
 }
 
 impl Links {
@@ -58,12 +65,61 @@ impl Links {
         wait: Duration,
     ) -> Self {
         let done = vec![false; receivers.len()];
+        let barrier_epoch = vec![0; receivers.len()];
         Links {
             senders,
             receivers,
             done,
             wait,
+            barrier_epoch,
+            epoch: 0,
+            recorded: Vec::new(),
         }
+    }
+
+    /// Starts checkpoint `epoch` after this shard's snapshot: peers whose barrier already came
+    /// are read again; partials from the others are recorded until their barrier comes.
+    pub fn start_epoch(&mut self, epoch: u64) {
+        assert!(epoch > self.epoch, "checkpoint epochs go forward");
+        assert!(
+            self.recording_complete(),
+            "checkpoint {epoch} started before every barrier of {} came",
+            self.epoch
+        );
+        self.epoch = epoch;
+    }
+
+    /// The job is failing: checkpoints stop, and paused rings are read again so that every
+    /// peer's `Done` can arrive.
+    pub fn stop_checkpoints(&mut self) {
+        self.epoch = u64::MAX;
+    }
+
+    /// The last epoch started.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Whether a peer's barrier is ahead of this shard's snapshot: its ring is paused until
+    /// this shard takes its snapshot of that epoch (the peer may be at most one epoch ahead).
+    pub fn wants_snapshot(&self) -> bool {
+        self.barrier_epoch
+            .iter()
+            .zip(&self.done)
+            .any(|(&b, &d)| !d && b > self.epoch)
+    }
+
+    /// Whether every peer's barrier of the current epoch has come (or the peer is done).
+    pub fn recording_complete(&self) -> bool {
+        self.barrier_epoch
+            .iter()
+            .zip(&self.done)
+            .all(|(&b, &d)| d || b >= self.epoch)
+    }
+
+    /// The partials recorded for the current epoch.
+    pub fn take_recorded(&mut self) -> Vec<PartialWindow> {
+        std::mem::take(&mut self.recorded)
     }
 
     pub fn shards(&self) -> usize {
@@ -74,14 +130,33 @@ impl Links {
     pub fn drain(&mut self, emitter: &Rc<RefCell<Emitter>>) -> Result<usize> {
         let mut n = 0;
         for (i, (_, rx)) in self.receivers.iter_mut().enumerate() {
-            if self.done[i] {
+            if self.done[i] || self.barrier_epoch[i] > self.epoch {
+                // Paused: this peer's messages after its barrier wait for our snapshot.
                 continue;
             }
             while let Ok(msg) = rx.pop() {
                 n += 1;
                 let mut em = emitter.borrow_mut();
                 match msg {
-                    ExchangeMsg::Partial(p) => em.on_partial(p),
+                    ExchangeMsg::Partial(p) => {
+                        if self.barrier_epoch[i] < self.epoch {
+                            self.recorded.push(p.clone());
+                        }
+                        em.on_partial(p)
+                    }
+                    ExchangeMsg::Barrier { epoch, .. } => {
+                        assert!(
+                            epoch > self.barrier_epoch[i],
+                            "barrier epochs of a peer go forward"
+                        );
+                        self.barrier_epoch[i] = epoch;
+                        if self.epoch == u64::MAX {
+                            continue;
+                        }
+                        if epoch > self.epoch {
+                            break;
+                        }
+                    }
                     ExchangeMsg::Watermark {
                         from,
                         watermark,

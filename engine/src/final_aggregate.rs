@@ -33,6 +33,12 @@ pub struct FinalAggregate {
     fired_up_to: i64,
     /// Partial groups that arrived after their window had fired (dropped).
     pub late_partial_groups: u64,
+    /// After recovery: per shard of the run that wrote the checkpoint, the watermark up to
+    /// which it had emitted windows. A group whose old owner had emitted its window is dropped
+    /// (its result is already published), whatever the new shards' watermarks say.
+    restored_floors: Vec<i64>,
+    /// Windows fired since the last checkpoint that had chunks in the state store.
+    removed: Vec<(i64, i64, u32)>,
 }
 
 impl FinalAggregate {
@@ -48,6 +54,8 @@ impl FinalAggregate {
             ],
             fired_up_to: WATERMARK_MIN,
             late_partial_groups: 0,
+            restored_floors: Vec::new(),
+            removed: Vec::new(),
         }
     }
 
@@ -73,7 +81,15 @@ impl FinalAggregate {
                 bytes: 0,
             });
         for i in 0..partial.len() {
+            if !self.restored_floors.is_empty() {
+                let old_owner = AggregateLayout::owner(partial.hashes[i], self.restored_floors.len());
+                if partial.end <= self.restored_floors[old_owner] {
+                    self.late_partial_groups += 1;
+                    continue;
+                }
+            }
             let (g, new) = w.groups.find_or_insert(partial.key(i), partial.hashes[i]);
+            w.groups.mark_dirty(g);
             if new {
                 w.bytes += partial.key(i).len() + stride * 16 + 40;
             }
@@ -99,12 +115,18 @@ impl FinalAggregate {
             self.late_partial_groups += window.groups.len() as u64;
             return;
         }
+        let mut window = window;
+        let no_floors = self.restored_floors.is_empty();
         let window = match self.windows.entry(window.start) {
-            std::collections::btree_map::Entry::Vacant(v) => {
+            std::collections::btree_map::Entry::Vacant(v) if no_floors => {
+                // Its chunks in the store (if any) were the open window's; the final stage
+                // writes its own.
+                window.groups.persisted_chunks = 0;
+                window.groups.mark_all_dirty();
                 v.insert(window);
                 return;
             }
-            std::collections::btree_map::Entry::Occupied(_) => window,
+            _ => window,
         };
         // Rare: partials of other shards came first. Merge group by group.
         let mut p = PartialWindow {
@@ -149,18 +171,45 @@ impl FinalAggregate {
         // This message moved the global watermark: the input behind it closed the windows.
         let closed_at = at;
         self.fired_up_to = min;
+        if !self.restored_floors.is_empty() {
+            self.prune_floors();
+        }
         while let Some(e) = self.windows.first_entry() {
             if e.get().end > min {
                 break;
             }
-            out.push(ClosedWindow {
-                window: e.remove(),
-                closed_at,
-            });
+            let window = e.remove();
+            if window.groups.persisted_chunks > 0 {
+                self.removed.push((window.start, window.end, window.groups.persisted_chunks));
+            }
+            out.push(ClosedWindow { window, closed_at });
         }
     }
 
     pub fn open_windows(&self) -> usize {
         self.windows.len()
+    }
+
+    /// The windows waiting for other shards' watermarks, oldest first (for checkpoints).
+    pub fn windows_mut(&mut self) -> impl Iterator<Item = &mut FiredWindow> {
+        self.windows.values_mut()
+    }
+
+    /// Windows emitted since the last call that had chunks in the state store.
+    pub fn take_removed(&mut self) -> Vec<(i64, i64, u32)> {
+        std::mem::take(&mut self.removed)
+    }
+
+    /// After recovery: the emitted-up-to watermark of every shard of the run that wrote the
+    /// checkpoint (see `restored_floors`). Call after merging the restored state.
+    pub fn set_restored_floors(&mut self, floors: Vec<i64>) {
+        self.restored_floors = floors;
+    }
+
+    /// Forgets the restored floors once the global watermark has passed all of them.
+    fn prune_floors(&mut self) {
+        if self.restored_floors.iter().all(|&f| f <= self.fired_up_to) {
+            self.restored_floors.clear();
+        }
     }
 }

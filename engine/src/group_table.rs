@@ -22,7 +22,14 @@ pub struct GroupTable {
     pub stride: usize,
     /// Strings of MIN/MAX over strings.
     pub strings: StringStore,
+    /// One bit per chunk of [`GROUP_CHUNK`] groups changed since the last checkpoint.
+    dirty_chunks: Vec<u64>,
+    /// Chunks written to the state store so far (deleted from it when the window goes).
+    pub persisted_chunks: u32,
 }
+
+/// Groups per checkpoint record: a checkpoint rewrites the chunks whose groups changed.
+pub const GROUP_CHUNK: u32 = 1024;
 
 // SAFETY: the raw pointers in `keys` point into `arena`, which the table owns and moves with
 // it; a GroupTable is only ever used by one thread at a time.
@@ -37,7 +44,51 @@ impl GroupTable {
             slots: Vec::new(),
             stride,
             strings: StringStore::new(),
+            dirty_chunks: Vec::new(),
+            persisted_chunks: 0,
         }
+    }
+
+    /// Records that group `g` changed since the last checkpoint.
+    #[inline]
+    pub fn mark_dirty(&mut self, g: u32) {
+        let chunk = (g / GROUP_CHUNK) as usize;
+        let (word, bit) = (chunk / 64, chunk % 64);
+        if word >= self.dirty_chunks.len() {
+            self.dirty_chunks.resize(word + 1, 0);
+        }
+        self.dirty_chunks[word] |= 1 << bit;
+    }
+
+    /// Records that every group changed (a window handed over whole).
+    pub fn mark_all_dirty(&mut self) {
+        let chunks = self.chunks();
+        for c in 0..chunks {
+            self.mark_dirty(c * GROUP_CHUNK);
+        }
+    }
+
+    /// Number of chunks of [`GROUP_CHUNK`] groups.
+    pub fn chunks(&self) -> u32 {
+        (self.keys.len() as u32).div_ceil(GROUP_CHUNK)
+    }
+
+    /// The chunks changed since the last call, in order; clears the marks.
+    pub fn take_dirty_chunks(&mut self, out: &mut Vec<u32>) {
+        out.clear();
+        for (w, word) in self.dirty_chunks.iter_mut().enumerate() {
+            let mut bits = std::mem::take(word);
+            while bits != 0 {
+                let b = bits.trailing_zeros();
+                out.push(w as u32 * 64 + b);
+                bits &= bits - 1;
+            }
+        }
+    }
+
+    /// Whether any group changed since the last checkpoint.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty_chunks.iter().any(|w| *w != 0)
     }
 
     pub fn len(&self) -> usize {

@@ -10,6 +10,11 @@ use glommio::{LocalExecutorBuilder, Placement};
 use spillway_connectors::{PartitionInfo, SinkFactory, SourceFactory};
 
 use crate::catalog::TableDef;
+use crate::checkpoint::committer::{CheckpointSummary, Committer};
+use crate::checkpoint::control::EpochControl;
+use crate::checkpoint::job_marker::{generation_dir, generations, JobMarker};
+use crate::checkpoint::shard_checkpoint::ShardCheckpointSetup;
+use crate::checkpoint::{restore, CheckpointConfig};
 use crate::connector_registry;
 use crate::error::{EngineError, Result};
 use crate::limits::Limits;
@@ -40,6 +45,8 @@ pub struct JobOptions {
     /// Live metrics the shards publish (`spillway serve`); one block per shard is created
     /// when the job starts.
     pub metrics: Option<Arc<JobMetrics>>,
+    /// Checkpoints (run options; the SQL's `SET 'checkpoint.dir'` etc. override them).
+    pub checkpoint: Option<CheckpointConfig>,
 }
 
 impl Default for JobOptions {
@@ -54,6 +61,7 @@ impl Default for JobOptions {
             source_override: None,
             sink_override: None,
             metrics: None,
+            checkpoint: None,
         }
     }
 }
@@ -110,6 +118,8 @@ pub fn assign_partitions(
 pub struct JobReport {
     pub shards: Vec<ShardReport>,
     pub elapsed: Duration,
+    /// What the checkpoints did (None when the job does not checkpoint).
+    pub checkpoints: Option<CheckpointSummary>,
 }
 
 impl JobReport {
@@ -179,6 +189,7 @@ pub struct PreparedJob {
     pub shards: usize,
     pub cores: Vec<usize>,
     pub idle_timeout: Duration,
+    pub checkpoint: Option<CheckpointConfig>,
 }
 
 /// Picks the program's pipeline, builds and checks its connectors, discovers partitions.
@@ -215,9 +226,15 @@ pub fn prepare(program: &Program, opts: &JobOptions) -> Result<PreparedJob> {
             connector_registry::source_factory(&source_table, shards, opts.limits.record_bytes_max)?
         }
     };
+    let checkpoint =
+        CheckpointConfig::from_settings(&program.settings, opts.checkpoint.as_ref())?;
     let sink = match &opts.sink_override {
         Some(s) => s.clone(),
-        None => connector_registry::sink_factory(&sink_table, pipeline.output_schema.clone())?,
+        None => connector_registry::sink_factory(
+            &sink_table,
+            pipeline.output_schema.clone(),
+            checkpoint.is_some(),
+        )?,
     };
     let mut partitions = source.discover()?;
     partitions.sort();
@@ -233,6 +250,7 @@ pub fn prepare(program: &Program, opts: &JobOptions) -> Result<PreparedJob> {
         shards,
         cores,
         idle_timeout: Duration::from_millis(idle_ms as u64),
+        checkpoint,
     })
 }
 
@@ -242,13 +260,162 @@ pub fn run_program(program: &Program, opts: &JobOptions) -> Result<JobReport> {
     run_prepared(job, opts)
 }
 
+/// Checkpoint state of a job about to start: what each shard restores, and the committer.
+struct CheckpointStart {
+    shards: Vec<ShardCheckpointSetup>,
+    resume: Vec<Option<Vec<i64>>>,
+    control: Arc<EpochControl>,
+    committer: Committer,
+}
+
+/// A stable fingerprint of the pipeline: checkpoints of another query are refused.
+fn query_fingerprint(job: &PreparedJob) -> String {
+    let text = format!("{:?}|{:?}", job.pipeline, job.source_table.schema());
+    // FNV-1a: stable across builds and platforms.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Opens the job record, restores the last complete checkpoint (if any) for this run's
+/// shards, settles the sink's epochs and builds the committer.
+fn start_checkpoints(job: &PreparedJob, cfg: &CheckpointConfig) -> Result<CheckpointStart> {
+    let n = job.shards;
+    let query = query_fingerprint(job);
+    let marker = JobMarker::open(&cfg.dir, cfg.store.clone())?;
+    let last = marker.last().cloned();
+    if let Some(m) = &last {
+        if m.query != query {
+            return Err(EngineError::Config(format!(
+                "the checkpoints in {} were written by another query; point checkpoint.dir \
+                 at a new directory (or delete this one to start over)",
+                cfg.dir.display()
+            )));
+        }
+    }
+    let layout = match &job.pipeline.aggregation {
+        Some(a) => Some(crate::window_operator::AggregateLayout::new(a)?),
+        None => None,
+    };
+    let restored = match &last {
+        Some(m) => {
+            let r = restore::load(&cfg.dir, m, layout.as_ref(), &cfg.store)?;
+            tracing::info!(
+                "resuming from checkpoint {} ({} shards then, {n} now): {} partitions, {} groups",
+                m.epoch,
+                m.shards,
+                r.partitions.len(),
+                r.groups
+            );
+            Some(r)
+        }
+        None => None,
+    };
+    // Generations other than the one restored are leftovers of runs that never committed.
+    let old_generation = last.as_ref().map(|m| m.generation);
+    for g in generations(&cfg.dir)? {
+        if Some(g) != old_generation {
+            let dir = generation_dir(&cfg.dir, g);
+            std::fs::remove_dir_all(&dir).map_err(|e| {
+                EngineError::io(format!("cannot remove stale checkpoints {}", dir.display()), e)
+            })?;
+        }
+    }
+    let generation = old_generation.map_or(1, |g| g + 1);
+    let committed = last.as_ref().map_or(0, |m| m.epoch);
+    job.sink.recover_epochs(last.as_ref().map(|m| m.epoch))?;
+    let control = Arc::new(EpochControl::new(n, committed));
+    let (mut partials, floors, clocks) = match restored {
+        Some(r) => {
+            let per_shard = match &layout {
+                Some(l) => restore::split_for_shards(l, r.partials, n),
+                None => (0..n).map(|_| Vec::new()).collect(),
+            };
+            (per_shard, r.floors, Some(r.partitions))
+        }
+        None => ((0..n).map(|_| Vec::new()).collect(), Vec::new(), None),
+    };
+    let mut shards = Vec::with_capacity(n);
+    let mut resume = Vec::with_capacity(n);
+    for shard in 0..n {
+        let parts = assign_partitions(&job.partitions, shard, n);
+        let (offsets, ts_max): (Option<Vec<i64>>, Vec<i64>) = match &clocks {
+            Some(c) => {
+                let mut offsets = Vec::with_capacity(parts.len());
+                let mut ts = Vec::with_capacity(parts.len());
+                for p in &parts {
+                    let (o, t) = c.get(p).copied().unwrap_or_else(|| {
+                        tracing::warn!(
+                            "partition {} of '{}' is not in the checkpoint: reading it from offset 0",
+                            p.partition,
+                            p.topic
+                        );
+                        (0, i64::MIN)
+                    });
+                    offsets.push(o);
+                    ts.push(t);
+                }
+                (Some(offsets), ts)
+            }
+            None => (None, vec![i64::MIN; parts.len()]),
+        };
+        resume.push(offsets);
+        shards.push(ShardCheckpointSetup {
+            control: control.clone(),
+            generation_dir: generation_dir(&cfg.dir, generation),
+            generation,
+            store: cfg.store.clone(),
+            committed,
+            query: query.clone(),
+            restored: std::mem::take(&mut partials[shard]),
+            floors: floors.clone(),
+            ts_max,
+        });
+    }
+    let committer = Committer {
+        dir: cfg.dir.clone(),
+        interval: cfg.interval,
+        final_timeout: cfg.final_timeout,
+        marker,
+        generation,
+        old_generation,
+        query,
+        shards: n,
+        sink: job.sink.clone(),
+        offsets: job.source.offset_committer()?,
+    };
+    Ok(CheckpointStart {
+        shards,
+        resume,
+        control,
+        committer,
+    })
+}
+
+/// Counts a shard as stopped when its executor ends, however it ends.
+struct RunningGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Runs a prepared job.
 pub fn run_prepared(job: PreparedJob, opts: &JobOptions) -> Result<JobReport> {
     let started = Instant::now();
     let n = job.shards;
+    let mut checkpoints = match &job.checkpoint {
+        Some(cfg) => Some(start_checkpoints(&job, cfg)?),
+        None => None,
+    };
     // One bounded ring per ordered pair of shards.
     let (senders, receivers) = crate::exchange_link::make_links(n, opts.limits.exchange_queue_max);
     let first_error = Arc::new(OnceLock::new());
+    let running = Arc::new(std::sync::atomic::AtomicUsize::new(n));
     let shard_metrics = match &opts.metrics {
         Some(m) => {
             let parts: Vec<_> = (0..n)
@@ -257,6 +424,10 @@ pub fn run_prepared(job: PreparedJob, opts: &JobOptions) -> Result<JobReport> {
             m.start(&parts).into_iter().map(Some).collect()
         }
         None => vec![None; n],
+    };
+    let mut setups: Vec<Option<ShardCheckpointSetup>> = match &mut checkpoints {
+        Some(c) => std::mem::take(&mut c.shards).into_iter().map(Some).collect(),
+        None => (0..n).map(|_| None).collect(),
     };
     let mut handles = Vec::with_capacity(n);
     for (shard, (tx, rx)) in senders.into_iter().zip(receivers).enumerate() {
@@ -268,7 +439,9 @@ pub fn run_prepared(job: PreparedJob, opts: &JobOptions) -> Result<JobReport> {
             source: job.source.clone(),
             sink: job.sink.clone(),
             partitions: assign_partitions(&job.partitions, shard, n),
-            resume: None,
+            resume: checkpoints
+                .as_ref()
+                .and_then(|c| c.resume[shard].clone()),
             limits: opts.limits.clone(),
             idle_timeout: job.idle_timeout,
             stop: opts.stop.clone(),
@@ -276,23 +449,37 @@ pub fn run_prepared(job: PreparedJob, opts: &JobOptions) -> Result<JobReport> {
             senders: tx,
             receivers: rx,
             metrics: shard_metrics[shard].clone(),
+            checkpoint: setups[shard].take(),
         };
         let placement = if opts.pin_cores {
             Placement::Fixed(job.cores[shard % job.cores.len()])
         } else {
             Placement::Unbound
         };
+        let guard = RunningGuard(running.clone());
         // glommio's preempt timer stays at its default: shorter timers made executors park
         // and never wake (seen with 500 us); shards poll their links themselves instead.
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("spillway-shard-{shard}"))
             .spawn(move || async move {
+                let _guard = guard;
                 glommio_dma_probe_workaround().await;
                 run_shard(ctx).await
             })
             .map_err(|e| EngineError::Internal(format!("cannot start shard {shard}: {e}")))?;
         handles.push(handle);
     }
+    // The committer runs on this thread while the shards run.
+    let committed = checkpoints.map(|c| {
+        let failed = || first_error.get().is_some();
+        let still = || running.load(Ordering::Acquire) > 0;
+        let r = c.committer.run(&c.control, failed, still);
+        if r.is_err() {
+            c.control.abort();
+            opts.stop.store(true, Ordering::Release);
+        }
+        r
+    });
     let mut reports = Vec::with_capacity(n);
     let mut errors = Vec::new();
     for (shard, h) in handles.into_iter().enumerate() {
@@ -320,10 +507,12 @@ pub fn run_prepared(job: PreparedJob, opts: &JobOptions) -> Result<JobReport> {
         }
         return Err(e);
     }
+    let checkpoints = committed.transpose()?;
     close?;
     Ok(JobReport {
         shards: reports,
         elapsed: started.elapsed(),
+        checkpoints,
     })
 }
 

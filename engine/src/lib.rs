@@ -4,6 +4,7 @@
 
 pub mod accumulator;
 pub mod catalog;
+pub mod checkpoint;
 pub mod connector_registry;
 pub mod decode;
 pub mod demo;

@@ -62,6 +62,12 @@ enum Command {
         /// Tuning profile (TOML): cores, limits, Kafka properties (see tuning/README.md).
         #[arg(long)]
         profile: Option<PathBuf>,
+        /// Checkpoint into this directory and resume from it (SQL: SET 'checkpoint.dir').
+        #[arg(long)]
+        checkpoint_dir: Option<PathBuf>,
+        /// Time between checkpoints, e.g. '1 s' (SQL: SET 'checkpoint.interval').
+        #[arg(long, default_value = "1 s")]
+        checkpoint_interval: String,
     },
     /// Print the plan of a SQL file: operators, partitions per core, exchanges.
     Explain {
@@ -159,8 +165,18 @@ fn main_inner(cli: Cli) -> anyhow::Result<()> {
             no_pin,
             duration,
             profile,
+            checkpoint_dir,
+            checkpoint_interval,
         } => {
-            let base = profile_options(profile.as_ref())?;
+            let mut base = profile_options(profile.as_ref())?;
+            if let Some(dir) = checkpoint_dir {
+                let interval = duration_arg(&checkpoint_interval)?;
+                let mut cfg = spillway_engine::checkpoint::CheckpointConfig::new(dir, interval)?;
+                if let Some(c) = &base.checkpoint {
+                    cfg.store = c.store.clone();
+                }
+                base.checkpoint = Some(cfg);
+            }
             let program = read_sql(&query)?;
             let stop = stop_on_signals()?;
             if let Some(d) = duration {

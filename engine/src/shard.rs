@@ -16,6 +16,7 @@ use rtrb::{Consumer, Producer};
 use spillway_connectors::{PartitionInfo, RawBatch, SinkFactory, SourceFactory, SourceStatus};
 
 use crate::catalog::TableDef;
+use crate::checkpoint::shard_checkpoint::{ShardCheckpointSetup, ShardCheckpointer};
 use crate::decode::{DecodeStats, JsonDecoder};
 use crate::emitter::Emitter;
 use crate::error::Result;
@@ -51,6 +52,8 @@ pub struct ShardContext {
     pub receivers: Vec<(usize, Consumer<ExchangeMsg>)>,
     /// Live metrics this shard publishes once per batch (`spillway serve`).
     pub metrics: Option<Arc<ShardMetrics>>,
+    /// Checkpoints (None when the job does not checkpoint).
+    pub checkpoint: Option<ShardCheckpointSetup>,
 }
 
 /// What a shard did.
@@ -80,6 +83,10 @@ pub struct ShardReport {
     pub elapsed: Duration,
     /// Whether the source delivered everything (bounded) rather than being stopped.
     pub finished: bool,
+    /// Checkpoints this shard took its part of.
+    pub checkpoints: u64,
+    /// How long each snapshot held the hot path, microseconds.
+    pub checkpoint_stall_us: hdrhistogram::Histogram<u64>,
 }
 
 /// Runs one shard to completion. Called inside the shard's glommio executor.
@@ -119,6 +126,45 @@ async fn broadcast_watermark(
     emitter
         .borrow_mut()
         .on_watermark(shard, wm.watermark, wm.idle, at)
+}
+
+/// Sends the barrier of checkpoint `epoch` to every peer.
+async fn broadcast_barrier(
+    shard: usize,
+    links: &mut Links,
+    emitter: &Rc<RefCell<Emitter>>,
+    epoch: u64,
+) -> Result<()> {
+    for to in 0..links.shards() {
+        if to != shard {
+            links
+                .send(to, ExchangeMsg::Barrier { from: shard, epoch }, emitter)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Fires every open window (the input ended) and says so to every shard.
+async fn fire_all(
+    shard: usize,
+    shards: usize,
+    window_op: &mut Option<WindowOperator>,
+    layout: &Option<Arc<AggregateLayout>>,
+    links: &mut Links,
+    emitter: &Rc<RefCell<Emitter>>,
+    fired: &mut Vec<FiredWindow>,
+) -> Result<()> {
+    if let (Some(op), Some(l)) = (window_op, layout) {
+        op.fire(WATERMARK_MAX, fired);
+        route_fired(shard, shards, l, links, emitter, fired).await?;
+        let fin = ShardWatermark {
+            watermark: WATERMARK_MAX,
+            idle: false,
+        };
+        broadcast_watermark(shard, links, emitter, fin, Instant::now()).await?;
+    }
+    Ok(())
 }
 
 /// Routes locally fired windows to the shards that own their keys.
@@ -193,6 +239,27 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
         Some(l) => Some(WindowOperator::new(l.clone(), limits.clone())?),
         None => None,
     };
+    let mut checkpointer = match &ctx.checkpoint {
+        Some(setup) => {
+            let cp = ShardCheckpointer::start(shard, ctx.shards, setup)?;
+            for (i, &ts) in setup.ts_max.iter().enumerate() {
+                tracker.restore_ts_max(i, ts);
+            }
+            let mut em = emitter.borrow_mut();
+            if let Some((l, fin)) = em.final_stage_mut() {
+                let l = l.clone();
+                for p in setup.restored.iter().cloned() {
+                    fin.merge(&l, p);
+                }
+                fin.set_restored_floors(setup.floors.clone());
+            }
+            Some(cp)
+        }
+        None => None,
+    };
+    let mut reading = true;
+    let mut ended = false;
+    let mut quiescent = false;
     let mut raw = RawBatch::default();
     let mut kept = Vec::new();
     let mut fired = Vec::new();
@@ -220,15 +287,53 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
         busy_ns: 0,
         elapsed: Duration::ZERO,
         finished: false,
+        checkpoints: 0,
+        checkpoint_stall_us: crate::emitter::latency_histogram(),
     };
     let idle_sleep = Duration::from_micros(limits.poll_idle_us);
     let mut publisher = ctx.metrics.clone().map(MetricsPublisher::new);
 
     loop {
-        if ctx.stop.load(Ordering::Acquire) {
-            break;
+        if reading && ctx.stop.load(Ordering::Acquire) {
+            match &checkpointer {
+                None => break,
+                Some(_) => reading = false,
+            }
         }
         links.drain(&emitter)?;
+        if let Some(cp) = &mut checkpointer {
+            if cp.aborted() || ctx.first_error.get().is_some() {
+                links.stop_checkpoints();
+                break;
+            }
+            if cp.due(&links) {
+                let epoch = cp.snapshot(
+                    window_op.as_mut(),
+                    &mut emitter.borrow_mut(),
+                    &tracker,
+                    source.as_ref(),
+                )?;
+                links.start_epoch(epoch);
+                broadcast_barrier(shard, &mut links, &emitter, epoch).await?;
+            }
+            cp.poll(&mut links, layout.as_deref())?;
+            if cp.final_complete() {
+                break;
+            }
+            // Quiescent: reads no more input, and after the end of a bounded input every
+            // window has been emitted (so the final checkpoint covers all results).
+            if !quiescent
+                && !reading
+                && (!ended || layout.is_none() || emitter.borrow().global_watermark() == WATERMARK_MAX)
+            {
+                cp.set_quiescent();
+                quiescent = true;
+            }
+            if !reading {
+                glommio::timer::sleep(idle_sleep).await;
+                continue;
+            }
+        }
         raw.clear();
         let status = source.poll(&mut raw, limits.batch_rows_max, limits.batch_bytes_max)?;
         let now = Instant::now();
@@ -292,7 +397,16 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
         }
         if status == SourceStatus::Finished {
             report.finished = true;
-            break;
+            if checkpointer.is_none() {
+                break;
+            }
+            // Checkpointing: emit everything now, then keep answering checkpoints until the
+            // final one, which covers these results.
+            fire_all(shard, ctx.shards, &mut window_op, &layout, &mut links, &emitter, &mut fired)
+                .await?;
+            reading = false;
+            ended = true;
+            continue;
         }
         if raw.is_empty() {
             glommio::timer::sleep(idle_sleep).await;
@@ -302,16 +416,9 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
     }
 
     // Bounded input ends with a final watermark of +infinity: every open window fires.
-    if report.finished {
-        if let (Some(op), Some(l)) = (&mut window_op, &layout) {
-            op.fire(WATERMARK_MAX, &mut fired);
-            route_fired(shard, ctx.shards, l, &mut links, &emitter, &mut fired).await?;
-            let fin = ShardWatermark {
-                watermark: WATERMARK_MAX,
-                idle: false,
-            };
-            broadcast_watermark(shard, &mut links, &emitter, fin, Instant::now()).await?;
-        }
+    if report.finished && !ended {
+        fire_all(shard, ctx.shards, &mut window_op, &layout, &mut links, &emitter, &mut fired)
+            .await?;
     }
     links.say_done(shard, &emitter).await;
     links.drain_until_done(&emitter).await?;
@@ -330,6 +437,11 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
     report.watermark = tracker.current();
     report.positions = (0..n_parts as u32).map(|i| source.position(i)).collect();
     report.elapsed = started.elapsed();
+    if let Some(cp) = &mut checkpointer {
+        cp.finish();
+        report.checkpoints = cp.checkpoints;
+        report.checkpoint_stall_us = cp.stall_us.clone();
+    }
     if let Some(p) = &mut publisher {
         let view = ShardView {
             report: &report,

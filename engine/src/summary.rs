@@ -66,5 +66,31 @@ pub fn summarize(report: &JobReport) -> String {
             h.len()
         );
     }
+    if let Some(c) = &report.checkpoints {
+        let mut stall = crate::emitter::latency_histogram();
+        for shard in &report.shards {
+            let _ = stall.add(&shard.checkpoint_stall_us);
+        }
+        let _ = write!(
+            s,
+            "checkpoints:    {} committed (last epoch {}{}), {} bytes",
+            c.checkpoints,
+            c.committed,
+            if c.final_committed { ", final" } else { "" },
+            c.bytes
+        );
+        if !c.duration_us.is_empty() {
+            let _ = write!(
+                s,
+                "; duration p50 {} p99 {}; hot-path stall p50 {} p99 {} max {}",
+                ms(c.duration_us.value_at_quantile(0.5)),
+                ms(c.duration_us.value_at_quantile(0.99)),
+                ms(stall.value_at_quantile(0.5)),
+                ms(stall.value_at_quantile(0.99)),
+                ms(stall.max())
+            );
+        }
+        let _ = writeln!(s);
+    }
     s
 }

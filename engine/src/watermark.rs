@@ -66,6 +66,18 @@ impl WatermarkTracker {
         p.last_event = now;
     }
 
+    /// The largest event time seen on `partition` (WATERMARK_MIN before any): what a
+    /// checkpoint keeps of the partition's clock.
+    pub fn ts_max(&self, partition: usize) -> i64 {
+        self.partitions[partition].ts_max
+    }
+
+    /// Restores a partition's clock from a checkpoint (before any event is observed).
+    pub fn restore_ts_max(&mut self, partition: usize, ts_max: i64) {
+        let p = &mut self.partitions[partition];
+        p.ts_max = p.ts_max.max(ts_max);
+    }
+
     /// Records that `partition` delivered everything it will (bounded input).
     pub fn finish(&mut self, partition: usize) {
         self.partitions[partition].finished = true;

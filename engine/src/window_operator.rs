@@ -135,6 +135,8 @@ pub struct WindowOperator {
     bytes_total: usize,
     limits: Limits,
     pub stats: WindowStats,
+    /// Windows fired since the last checkpoint that had chunks in the state store.
+    removed: Vec<(i64, i64, u32)>,
     // Buffers reused from batch to batch.
     rows: Option<Rows>,
     hashes: Vec<u64>,
@@ -158,6 +160,7 @@ impl WindowOperator {
             bytes_total: 0,
             limits,
             stats: WindowStats::default(),
+            removed: Vec::new(),
             rows,
             hashes: Vec::new(),
             buckets: Vec::new(),
@@ -278,6 +281,13 @@ impl WindowOperator {
                 }
                 self.groups.push(g);
             }
+            let mut last_chunk = u32::MAX;
+            for &g in &self.groups {
+                if g / crate::group_table::GROUP_CHUNK != last_chunk {
+                    last_chunk = g / crate::group_table::GROUP_CHUNK;
+                    window.groups.mark_dirty(g);
+                }
+            }
             for (i, acc) in layout.accumulators.iter().enumerate() {
                 let table = &mut window.groups;
                 acc.update(
@@ -316,11 +326,25 @@ impl WindowOperator {
                 break;
             }
             let w = entry.remove();
+            if w.groups.persisted_chunks > 0 {
+                self.removed.push((w.start, w.end, w.groups.persisted_chunks));
+            }
             self.groups_total -= w.groups.len();
             self.bytes_total -= w.bytes;
             self.stats.windows_fired += 1;
             self.stats.groups_fired += w.groups.len() as u64;
             out.push(w);
         }
+    }
+
+    /// The open windows, oldest first (for checkpoints).
+    pub fn windows_mut(&mut self) -> impl Iterator<Item = &mut FiredWindow> {
+        self.windows.values_mut()
+    }
+
+    /// Windows fired since the last call that had chunks in the state store: (start, end,
+    /// chunks).
+    pub fn take_removed(&mut self) -> Vec<(i64, i64, u32)> {
+        std::mem::take(&mut self.removed)
     }
 }

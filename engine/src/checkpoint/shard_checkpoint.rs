@@ -1,0 +1,385 @@
+//! A shard's side of checkpoints: the snapshot on the shard's thread, and a writer thread that
+//! owns the shard's state store and makes each checkpoint durable through it.
+//!
+//! A snapshot (Chandy-Lamport): when the committer asks for epoch `e`, or a peer's barrier of
+//! `e` arrives first, the shard serializes what changed in its open windows and its final
+//! stage, its watermark clocks and source positions, ends its sink's epoch and sends a barrier
+//! to every peer. Partials that peers sent before their own barrier and that arrive after the
+//! snapshot were in flight: the links record them, and they join the checkpoint once every
+//! barrier is in. Only then does the writer thread get the checkpoint: the hot path never
+//! waits for the disk. The stall is the serialization and the sink's epoch end.
+//!
+//! Invariant: at most one checkpoint of a shard is between snapshot and durable; the
+//! committer asks for the next epoch only after the last one is durable everywhere.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use spillway_connectors::{PartitionInfo, Source};
+use spillway_state::{StateStore, StoreOptions};
+
+use crate::checkpoint::chunk_codec::{
+    encode_chunk, encode_partial, StateKey, KIND_FINAL, KIND_LOCAL,
+};
+use crate::checkpoint::control::{CheckpointDone, CheckpointFigures, EpochControl};
+use crate::emitter::Emitter;
+use crate::error::{EngineError, Result};
+use crate::exchange::PartialWindow;
+use crate::exchange_link::Links;
+use crate::watermark::WatermarkTracker;
+use crate::window_operator::{AggregateLayout, FiredWindow, WindowOperator};
+
+/// Meta blob name of a shard's checkpoint.
+pub const META_NAME: &str = "shard";
+
+/// The clock and position of one partition in a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PartitionMeta {
+    pub topic: String,
+    pub partition: i32,
+    /// The next offset to read.
+    pub offset: i64,
+    /// The largest event time seen (watermark clock), i64::MIN before any.
+    pub ts_max: i64,
+}
+
+/// What a shard's checkpoint says besides its window state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShardMeta {
+    pub epoch: u64,
+    pub generation: u64,
+    pub shard: usize,
+    pub shards: usize,
+    /// Fingerprint of the query that wrote it.
+    pub query: String,
+    /// The final stage had emitted every window ending at or before this.
+    pub fired_up_to: i64,
+    pub partitions: Vec<PartitionMeta>,
+}
+
+/// What a shard needs to checkpoint (built by the job, one per shard).
+pub struct ShardCheckpointSetup {
+    pub control: Arc<EpochControl>,
+    /// The directory of this run's generation (the shard's store is a sub-directory).
+    pub generation_dir: PathBuf,
+    pub generation: u64,
+    pub store: StoreOptions,
+    /// The last committed epoch (0 when starting fresh).
+    pub committed: u64,
+    pub query: String,
+    /// Window state restored from the checkpoint, for the keys this shard owns.
+    pub restored: Vec<PartialWindow>,
+    /// Emitted-up-to watermarks of the shards of the restored run (empty when fresh).
+    pub floors: Vec<i64>,
+    /// Restored watermark clock of each of this shard's partitions.
+    pub ts_max: Vec<i64>,
+}
+
+/// A checkpoint handed to the writer thread.
+struct WriteJob {
+    epoch: u64,
+    puts: Vec<(Vec<u8>, Vec<u8>)>,
+    deletes: Vec<Vec<u8>>,
+    meta: Vec<u8>,
+    offsets: Vec<(PartitionInfo, i64)>,
+    stall: Duration,
+    started: Instant,
+}
+
+/// A snapshot taken, waiting for the peers' barriers.
+struct Pending {
+    job: WriteJob,
+}
+
+/// The checkpoint side of one shard.
+pub struct ShardCheckpointer {
+    shard: usize,
+    shards: usize,
+    generation: u64,
+    query: String,
+    control: Arc<EpochControl>,
+    epoch: u64,
+    pending: Option<Pending>,
+    writer: Option<(SyncSender<WriteJob>, JoinHandle<()>)>,
+    /// In-flight partial keys of the last checkpoint (deleted by the next one).
+    inflight_keys: Vec<Vec<u8>>,
+    chunks: Vec<u32>,
+    /// Microseconds each snapshot held the hot path.
+    pub stall_us: hdrhistogram::Histogram<u64>,
+    pub checkpoints: u64,
+}
+
+impl ShardCheckpointer {
+    /// Opens the shard's store in this run's generation and starts its writer thread. A store
+    /// that cannot be created (read-only directory, full disk) is an error here, before the
+    /// shard reads anything.
+    pub fn start(shard: usize, shards: usize, setup: &ShardCheckpointSetup) -> Result<Self> {
+        let (store, _) = StateStore::open(&setup.generation_dir, shard as u32, setup.store.clone())?;
+        let (tx, rx) = sync_channel::<WriteJob>(1);
+        let control = setup.control.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("spillway-ckpt-{shard}"))
+            .spawn(move || write_loop(shard, store, rx, control))
+            .map_err(|e| EngineError::io(format!("cannot start the checkpoint writer of shard {shard}"), e))?;
+        Ok(ShardCheckpointer {
+            shard,
+            shards,
+            generation: setup.generation,
+            query: setup.query.clone(),
+            control: setup.control.clone(),
+            epoch: setup.committed,
+            pending: None,
+            writer: Some((tx, handle)),
+            inflight_keys: Vec::new(),
+            chunks: Vec::new(),
+            stall_us: crate::emitter::latency_histogram(),
+            checkpoints: 0,
+        })
+    }
+
+    /// The last epoch this shard snapshotted.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Whether the shard must snapshot now: the committer asked for a newer epoch, or a peer
+    /// already took it (its ring is paused until we do).
+    pub fn due(&self, links: &Links) -> bool {
+        self.pending.is_none()
+            && (self.control.requested() > self.epoch || links.wants_snapshot())
+    }
+
+    /// Whether the job failed elsewhere: stop without a final checkpoint.
+    pub fn aborted(&self) -> bool {
+        self.control.aborted()
+    }
+
+    /// Whether this shard's part of the final checkpoint is taken and complete.
+    pub fn final_complete(&self) -> bool {
+        self.pending.is_none()
+            && self
+                .control
+                .final_epoch()
+                .is_some_and(|f| self.epoch >= f)
+    }
+
+    /// Says this shard reads no more input.
+    pub fn set_quiescent(&self) {
+        self.control.set_quiescent(self.shard);
+    }
+
+    /// Takes the snapshot of the next epoch (see the module doc). The caller then starts the
+    /// epoch on its links and sends the barriers.
+    pub fn snapshot(
+        &mut self,
+        window_op: Option<&mut WindowOperator>,
+        emitter: &mut Emitter,
+        tracker: &WatermarkTracker,
+        source: &dyn Source,
+    ) -> Result<u64> {
+        let started = Instant::now();
+        let epoch = self.epoch + 1;
+        let mut puts = Vec::new();
+        let mut deletes = std::mem::take(&mut self.inflight_keys);
+        if let Some(op) = window_op {
+            let layout = op.layout.clone();
+            let removed = op.take_removed();
+            snapshot_windows(&layout, KIND_LOCAL, op.windows_mut(), removed, &mut self.chunks, &mut puts, &mut deletes);
+        }
+        let mut fired_up_to = i64::MIN;
+        if let Some((layout, fin)) = emitter.final_stage_mut() {
+            let layout = layout.clone();
+            fired_up_to = fin.global_watermark();
+            let removed = fin.take_removed();
+            snapshot_windows(&layout, KIND_FINAL, fin.windows_mut(), removed, &mut self.chunks, &mut puts, &mut deletes);
+        }
+        let partitions: Vec<PartitionMeta> = source
+            .partitions()
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PartitionMeta {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                offset: source.position(i as u32),
+                ts_max: tracker.ts_max(i),
+            })
+            .collect();
+        let offsets = partitions
+            .iter()
+            .map(|p| {
+                (
+                    PartitionInfo {
+                        topic: p.topic.clone(),
+                        partition: p.partition,
+                    },
+                    p.offset,
+                )
+            })
+            .collect();
+        let meta = ShardMeta {
+            epoch,
+            generation: self.generation,
+            shard: self.shard,
+            shards: self.shards,
+            query: self.query.clone(),
+            fired_up_to,
+            partitions,
+        };
+        let meta = serde_json::to_vec(&meta)
+            .map_err(|e| EngineError::Internal(format!("checkpoint meta: {e}")))?;
+        emitter.prepare_epoch(epoch)?;
+        let stall = started.elapsed();
+        self.stall_us
+            .saturating_record((stall.as_micros() as u64).max(1));
+        self.epoch = epoch;
+        self.pending = Some(Pending {
+            job: WriteJob {
+                epoch,
+                puts,
+                deletes,
+                meta,
+                offsets,
+                stall,
+                started,
+            },
+        });
+        Ok(epoch)
+    }
+
+    /// Once every peer's barrier is in, adds the recorded in-flight partials and hands the
+    /// checkpoint to the writer thread.
+    pub fn poll(&mut self, links: &mut Links, layout: Option<&AggregateLayout>) -> Result<()> {
+        if self.pending.is_none() || !links.recording_complete() {
+            return Ok(());
+        }
+        let Some(Pending { mut job }) = self.pending.take() else {
+            return Ok(());
+        };
+        let recorded = links.take_recorded();
+        if let Some(layout) = layout {
+            for (seq, p) in recorded.iter().enumerate() {
+                let key = StateKey::Inflight {
+                    epoch: job.epoch,
+                    seq: seq as u32,
+                    start: p.start,
+                    end: p.end,
+                }
+                .encode();
+                let mut value = Vec::new();
+                encode_partial(layout, p, &mut value);
+                self.inflight_keys.push(key.clone());
+                job.puts.push((key, value));
+            }
+        }
+        let Some((tx, _)) = &self.writer else {
+            return Err(EngineError::Internal("checkpoint writer already stopped".into()));
+        };
+        match tx.try_send(job) {
+            Ok(()) => {
+                self.checkpoints += 1;
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => Err(EngineError::Internal(
+                "a checkpoint was handed to the writer while the previous one was not durable"
+                    .into(),
+            )),
+            Err(TrySendError::Disconnected(_)) => Err(EngineError::Internal(format!(
+                "the checkpoint writer of shard {} stopped (its error went to the committer)",
+                self.shard
+            ))),
+        }
+    }
+
+    /// Stops the writer thread after it has written what it was given.
+    pub fn finish(&mut self) {
+        if let Some((tx, handle)) = self.writer.take() {
+            drop(tx);
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for ShardCheckpointer {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Serializes the changed chunks of `windows` and deletes the chunks of `removed` windows.
+fn snapshot_windows<'a>(
+    layout: &AggregateLayout,
+    kind: u8,
+    windows: impl Iterator<Item = &'a mut FiredWindow>,
+    removed: Vec<(i64, i64, u32)>,
+    chunks: &mut Vec<u32>,
+    puts: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    deletes: &mut Vec<Vec<u8>>,
+) {
+    for (start, end, n) in removed {
+        for chunk in 0..n {
+            deletes.push(StateKey::Window { kind, start, end, chunk }.encode());
+        }
+    }
+    for w in windows {
+        w.groups.take_dirty_chunks(chunks);
+        for &chunk in chunks.iter() {
+            let key = StateKey::Window {
+                kind,
+                start: w.start,
+                end: w.end,
+                chunk,
+            }
+            .encode();
+            let mut value = Vec::new();
+            encode_chunk(layout, &w.groups, chunk, &mut value);
+            puts.push((key, value));
+            w.groups.persisted_chunks = w.groups.persisted_chunks.max(chunk + 1);
+        }
+    }
+}
+
+/// The writer thread: writes each checkpoint through the state store, reports it.
+fn write_loop(shard: usize, mut store: StateStore, rx: Receiver<WriteJob>, control: Arc<EpochControl>) {
+    while let Ok(job) = rx.recv() {
+        let result = write_one(&mut store, &job);
+        let failed = result.is_err();
+        control.done[shard].publish(CheckpointDone {
+            epoch: job.epoch,
+            result: result.map(|(bytes, records)| CheckpointFigures {
+                bytes,
+                records,
+                duration: job.started.elapsed(),
+                stall: job.stall,
+            }),
+            offsets: job.offsets,
+        });
+        if failed {
+            // The committer fails the job; a store that failed refuses more writes anyway.
+            return;
+        }
+    }
+}
+
+fn write_one(store: &mut StateStore, job: &WriteJob) -> std::result::Result<(u64, u64), String> {
+    let shard = store.shard();
+    let mut run = || -> spillway_state::StateResult<(u64, u64)> {
+        let mut w = store.begin_checkpoint(job.epoch)?;
+        for k in &job.deletes {
+            w.delete(k)?;
+        }
+        for (k, v) in &job.puts {
+            w.put(k, v)?;
+        }
+        w.put_meta(META_NAME, &job.meta)?;
+        let stats = w.commit()?;
+        if let Some(e) = &stats.compaction_error {
+            tracing::warn!("checkpoint {}: compaction failed: {e}", job.epoch);
+        }
+        Ok((stats.bytes, stats.records))
+    };
+    run().map_err(|e| format!("checkpoint {} of shard {shard}: {e}", job.epoch))
+}

@@ -10,6 +10,8 @@
 //! - `figures.rs`: throughput, stage split, medians, text and JSON.
 //! - `job_runner.rs`: runs a job with a deadline (a stall fails the benchmark).
 //! - `memory_bench.rs`, `kafka_bench.rs`, `file_bench.rs`: the three benchmarks.
+//! - `nexmark_bench.rs`, `nexmark_check.rs`: the Nexmark queries of `examples/nexmark/`
+//!   and their result check.
 //! - `latency*.rs`, `sweep.rs`, `plot_svg.rs`: open-loop latency through Kafka, rate sweep.
 
 pub mod checking_sink;
@@ -26,6 +28,8 @@ pub mod latency_oracle;
 pub mod latency_sink;
 pub mod latency_stats;
 pub mod memory_bench;
+pub mod nexmark_bench;
+pub mod nexmark_check;
 pub mod plot_svg;
 pub mod sweep;
 pub mod trades_data;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use spillway_bench::latency_cli::{latency_command, sweep_command, LatencyArgs, SweepArgs};
+use spillway_bench::nexmark_bench::{run_nexmark, NexmarkArgs};
 use spillway_bench::trades_data::{TradeDataConfig, EVENT_RATE_DEFAULT};
 use spillway_bench::{
     run_file, run_kafka, run_memory, BenchSummary, FileBenchOptions, KafkaBenchOptions,
@@ -57,6 +58,9 @@ enum Command {
     Latency(LatencyArgs),
     /// Raises the latency run's rate until p99 exceeds a limit.
     Sweep(SweepArgs),
+    /// A Nexmark query of examples/nexmark/ over generated bids (or through the embedded
+    /// Kafka with --broker mock) -> checked.
+    Nexmark(NexmarkArgs),
 }
 
 #[derive(Args)]
@@ -130,6 +134,7 @@ fn run(cli: Cli) -> anyhow::Result<(BenchSummary, bool)> {
             };
             (run_file(&opts)?, common.json)
         }
+        Command::Nexmark(args) => (run_nexmark(&args.options()?)?, args.json),
         Command::Latency(_) | Command::Sweep(_) => {
             anyhow::bail!("internal: latency and sweep are run by main")
         }

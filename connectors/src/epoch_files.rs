@@ -739,7 +739,7 @@ mod tests {
                     }
                     Step::Prepare { shard } => {
                         let epoch = model.epoch_next[shard];
-                        sinks[shard].prepare_epoch(epoch).expect("prepare");
+                        sinks[shard].prepare_epoch(epoch).and_then(|p| p.wait()).expect("prepare");
                         let rows = std::mem::take(&mut model.open_rows[shard]);
                         model.prepared_rows.entry(epoch).or_default().extend(rows);
                         model.epoch_next[shard] += 1;

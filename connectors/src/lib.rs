@@ -19,6 +19,7 @@ pub mod kafka_options;
 pub mod kafka_sink;
 pub mod kafka_source;
 pub mod memory_source;
+pub mod nexmark;
 pub mod print_sink;
 pub mod raw_batch;
 pub mod table_options;
@@ -121,9 +122,37 @@ pub trait Sink: Send {
     /// Ends this shard's epoch `epoch`: everything written since the previous call becomes
     /// durable but stays invisible until [`SinkFactory::commit_epochs`] covers `epoch`.
     /// Non-transactional sinks just flush. Epochs passed by one shard strictly increase.
-    fn prepare_epoch(&mut self, epoch: u64) -> Result<()> {
+    /// The slow part (fsync, rename) may still run on another thread when this returns: the
+    /// epoch is prepared once [`EpochPrepared::wait`] returns Ok (the checkpoint writer
+    /// waits, the shard's hot path does not).
+    fn prepare_epoch(&mut self, epoch: u64) -> Result<EpochPrepared> {
         let _ = epoch;
-        self.flush()
+        self.flush()?;
+        Ok(EpochPrepared::done())
+    }
+}
+
+/// The end of a sink's epoch, possibly still under way on the sink's own thread.
+#[must_use = "an epoch is prepared only once `wait` returns Ok"]
+pub struct EpochPrepared(Option<Box<dyn FnOnce() -> Result<()> + Send>>);
+
+impl EpochPrepared {
+    /// Already prepared.
+    pub fn done() -> Self {
+        EpochPrepared(None)
+    }
+
+    /// Prepared when `wait` returns Ok.
+    pub fn later(wait: impl FnOnce() -> Result<()> + Send + 'static) -> Self {
+        EpochPrepared(Some(Box::new(wait)))
+    }
+
+    /// Waits until the epoch is prepared (durable, invisible).
+    pub fn wait(self) -> Result<()> {
+        match self.0 {
+            Some(w) => w(),
+            None => Ok(()),
+        }
     }
 }
 

@@ -52,6 +52,11 @@ enum Message {
     Chunk(Vec<u8>),
     /// Flush (and fsync a file), then answer whether everything so far was written.
     Flush(SyncSender<()>),
+    /// Flush, then run the step and send its result.
+    FlushThen(
+        Box<dyn FnOnce() -> Result<()> + Send>,
+        SyncSender<Result<()>>,
+    ),
     /// Flush, fsync, and stop.
     Close,
 }
@@ -152,6 +157,11 @@ fn run(shared: Arc<Shared>, mut output: Output, receiver: Receiver<Message>) {
                 flush_output(&shared, &mut output, stdout_lock.as_mut(), false);
                 // The sink may have given up waiting; nothing to do then.
                 let _ = reply.send(());
+            }
+            Message::FlushThen(step, reply) => {
+                flush_output(&shared, &mut output, stdout_lock.as_mut(), false);
+                let result = shared.check().and_then(|()| step());
+                let _ = reply.send(result);
             }
             Message::Close => break,
         }
@@ -331,6 +341,24 @@ impl WriterHandle {
         self.shared.check()
     }
 
+    /// Queues a flush followed by `step` on the writer thread, without waiting: the returned
+    /// function waits for the step's result (an output error comes first).
+    pub fn flush_then(
+        &self,
+        step: impl FnOnce() -> Result<()> + Send + 'static,
+    ) -> Result<impl FnOnce() -> Result<()> + Send + 'static> {
+        self.shared.check()?;
+        let (reply_sender, reply) = sync_channel(1);
+        self.sender
+            .send(Message::FlushThen(Box::new(step), reply_sender))
+            .map_err(|_| self.shared.stopped_error())?;
+        let shared = Arc::clone(&self.shared);
+        Ok(move || match reply.recv() {
+            Ok(result) => result,
+            Err(_) => Err(shared.stopped_error()),
+        })
+    }
+
     /// The output's name in messages.
     pub fn name(&self) -> &str {
         &self.shared.name
@@ -383,6 +411,13 @@ impl Sink for WriterSink {
 
     fn rows_written(&self) -> u64 {
         self.rows_written
+    }
+}
+
+impl WriterSink {
+    /// The writer thread this sink sends to.
+    pub fn handle(&self) -> &WriterHandle {
+        &self.handle
     }
 }
 

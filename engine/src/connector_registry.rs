@@ -20,7 +20,7 @@ use crate::error::{EngineError, Result};
 const ENGINE_OPTIONS: &[&str] = &["format", "scan.watermark.idle-timeout"];
 
 /// Source connectors, for messages.
-pub const SOURCE_CONNECTORS: &[&str] = &["kafka", "filesystem", "trades-generator"];
+pub const SOURCE_CONNECTORS: &[&str] = &["kafka", "filesystem", "trades-generator", "nexmark"];
 /// Sink connectors, for messages.
 pub const SINK_CONNECTORS: &[&str] = &["kafka", "filesystem", "print", "blackhole"];
 
@@ -97,6 +97,11 @@ pub fn source_factory(
         "kafka" => Arc::new(KafkaSourceFactory::from_options(name, &options)?),
         "filesystem" => Arc::new(FileSourceFactory::from_options(name, &options, shards)?),
         "trades-generator" => Arc::new(GeneratorSourceFactory::from_options(name, &options)?),
+        "nexmark" => Arc::new(
+            spillway_connectors::nexmark::NexmarkSourceFactory::from_options(
+                name, &options, shards,
+            )?,
+        ),
         "" => {
             return Err(EngineError::Config(format!(
                 "table '{name}' has no 'connector' option; sources are: {}",

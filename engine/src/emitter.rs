@@ -84,9 +84,8 @@ impl Emitter {
     }
 
     /// Ends the sink's epoch `epoch` (see `Sink::prepare_epoch`).
-    pub fn prepare_epoch(&mut self, epoch: u64) -> Result<()> {
-        self.sink.prepare_epoch(epoch)?;
-        Ok(())
+    pub fn prepare_epoch(&mut self, epoch: u64) -> Result<spillway_connectors::EpochPrepared> {
+        Ok(self.sink.prepare_epoch(epoch)?)
     }
 
     pub fn on_partial(&mut self, partial: PartialWindow) {

@@ -220,6 +220,35 @@ pub fn produce<'a>(
     Ok(delivered)
 }
 
+/// The offsets group `group` has committed for each partition of `topic` (None: nothing).
+pub fn committed_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+) -> Result<Vec<Option<i64>>, String> {
+    let partitions = topic_partitions(bootstrap, topic)?;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .map_err(|e| format!("offsets client for {bootstrap}: {e}"))?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer
+        .committed_offsets(tpl, REQUEST_TIMEOUT)
+        .map_err(|e| format!("committed offsets of '{group}' at {bootstrap}: {e}"))?;
+    Ok(got
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            rdkafka::Offset::Offset(o) => Some(o),
+            _ => None,
+        })
+        .collect())
+}
+
 /// The high watermark (next offset) of each partition of `topic`, in partition order.
 pub fn high_watermarks(bootstrap: &str, topic: &str) -> Result<Vec<i64>, String> {
     let partitions = topic_partitions(bootstrap, topic)?;

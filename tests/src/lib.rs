@@ -12,5 +12,7 @@ pub mod compare;
 pub mod data;
 pub mod job;
 pub mod kafka;
+pub mod nexmark_oracle;
 pub mod oracle;
+pub mod process;
 pub mod tansu;

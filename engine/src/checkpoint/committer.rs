@@ -149,6 +149,7 @@ impl Committer {
             shards: self.shards,
             query: self.query.clone(),
         })?;
+        crate::checkpoint::crash_points::reached("marker-committed");
         if let Some(old) = self.old_generation.take() {
             let dir = generation_dir(&self.dir, old);
             if let Err(e) = std::fs::remove_dir_all(&dir) {

@@ -5,12 +5,15 @@
 pub mod chunk_codec;
 pub mod committer;
 pub mod config;
+pub mod crash_points;
 pub mod control;
 pub mod job_marker;
 pub mod mailbox;
 pub mod restore;
 pub mod shard_checkpoint;
 
+#[cfg(test)]
+mod barrier_tests;
 #[cfg(test)]
 mod test_layout;
 

@@ -150,3 +150,104 @@ pub fn split_for_shards(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accumulator::Slot;
+    use crate::checkpoint::chunk_codec::{encode_partial, KIND_FINAL, KIND_LOCAL};
+    use crate::checkpoint::shard_checkpoint::PartitionMeta;
+    use crate::checkpoint::test_layout;
+
+    fn partial(layout: &AggregateLayout, start: i64, keys: &[&str]) -> PartialWindow {
+        let mut p = PartialWindow {
+            start,
+            end: start + 1000,
+            ..PartialWindow::default()
+        };
+        for k in keys {
+            p.key_bytes.extend_from_slice(k.as_bytes());
+            p.key_ends.push(p.key_bytes.len() as u32);
+            p.hashes.push(layout.hash_key(k.as_bytes()));
+            p.strings.push(k.as_bytes().into());
+            p.slots.extend([
+                Slot { a: 2, b: 0 },
+                Slot { a: 7, b: 1 },
+                Slot { a: (p.strings.len() - 1) as u64, b: 1 },
+            ]);
+        }
+        p
+    }
+
+    fn write_shard(dir: &Path, shard: usize, epoch: u64, entries: &[(StateKey, PartialWindow)], query: &str) {
+        let layout = test_layout::layout();
+        let (mut store, _) = StateStore::open(dir, shard as u32, StoreOptions::default()).expect("store");
+        let mut w = store.begin_checkpoint(epoch).expect("begin");
+        for (k, p) in entries {
+            let mut v = Vec::new();
+            encode_partial(&layout, p, &mut v);
+            w.put(&k.encode(), &v).expect("put");
+        }
+        let meta = ShardMeta {
+            epoch,
+            generation: 1,
+            shard,
+            shards: 2,
+            query: query.into(),
+            fired_up_to: 100 * shard as i64,
+            partitions: vec![PartitionMeta { topic: "t".into(), partition: shard as i32, offset: 40 + shard as i64, ts_max: 9 }],
+        };
+        w.put_meta(META_NAME, &serde_json::to_vec(&meta).expect("json")).expect("meta");
+        w.commit().expect("commit");
+    }
+
+    #[test]
+    fn every_kind_of_state_is_gathered_and_split_by_new_owner() {
+        let layout = test_layout::layout();
+        let root = tempfile::tempdir().expect("dir");
+        let gen = generation_dir(root.path(), 1);
+        let win = |kind, start| StateKey::Window { kind, start, end: start + 1000, chunk: 0 };
+        write_shard(&gen, 0, 5, &[
+            (win(KIND_LOCAL, 0), partial(&layout, 0, &["a", "b"])),
+            (StateKey::Inflight { epoch: 5, seq: 0, start: 1000, end: 2000 }, partial(&layout, 1000, &["c"])),
+            // In flight at an older checkpoint: already merged into the state it led to.
+            (StateKey::Inflight { epoch: 4, seq: 0, start: 1000, end: 2000 }, partial(&layout, 1000, &["stale"])),
+        ], "q");
+        write_shard(&gen, 1, 5, &[(win(KIND_FINAL, 0), partial(&layout, 0, &["a", "d", "e"]))], "q");
+        let marker = Marker { generation: 1, epoch: 5, shards: 2, query: "q".into() };
+        let r = load(root.path(), &marker, Some(&layout), &StoreOptions::default()).expect("load");
+        assert_eq!(r.groups, 6);
+        assert_eq!(r.floors, vec![0, 100]);
+        assert_eq!(r.partitions.len(), 2);
+        assert_eq!(r.partitions[&PartitionInfo { topic: "t".into(), partition: 1 }], (41, 9));
+        let split = split_for_shards(&layout, r.partials, 3);
+        let mut keys = Vec::new();
+        for (shard, parts) in split.iter().enumerate() {
+            for p in parts {
+                for i in 0..p.len() {
+                    assert_eq!(AggregateLayout::owner(p.hashes[i], 3), shard, "goes to its owner");
+                    let s = p.slots[i * 3 + 2];
+                    assert_eq!(&p.strings[s.a as usize][..], p.key(i), "its string goes with it");
+                    keys.push(String::from_utf8(p.key(i).to_vec()).expect("utf8"));
+                }
+            }
+        }
+        keys.sort();
+        assert_eq!(keys, vec!["a", "a", "b", "c", "d", "e"]);
+    }
+
+    #[test]
+    fn another_query_or_a_missing_checkpoint_is_a_clear_error() {
+        let layout = test_layout::layout();
+        let root = tempfile::tempdir().expect("dir");
+        let gen = generation_dir(root.path(), 1);
+        write_shard(&gen, 0, 5, &[], "other");
+        write_shard(&gen, 1, 5, &[], "q");
+        let marker = Marker { generation: 1, epoch: 5, shards: 2, query: "q".into() };
+        let e = load(root.path(), &marker, Some(&layout), &StoreOptions::default()).expect_err("query");
+        assert!(e.to_string().contains("another query"), "{e}");
+        let marker = Marker { epoch: 6, ..marker };
+        let e = load(root.path(), &marker, Some(&layout), &StoreOptions::default()).expect_err("missing");
+        assert!(e.to_string().contains("does not hold it"), "{e}");
+    }
+}

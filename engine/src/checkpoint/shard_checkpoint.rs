@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use spillway_connectors::{PartitionInfo, Source};
+use spillway_connectors::{EpochPrepared, PartitionInfo, Source};
 use spillway_state::{StateStore, StoreOptions};
 
 use crate::checkpoint::chunk_codec::{
@@ -86,6 +86,8 @@ struct WriteJob {
     deletes: Vec<Vec<u8>>,
     meta: Vec<u8>,
     offsets: Vec<(PartitionInfo, i64)>,
+    /// The sink's end of this epoch (its fsync may still be under way).
+    sink: EpochPrepared,
     stall: Duration,
     started: Instant,
 }
@@ -231,10 +233,11 @@ impl ShardCheckpointer {
         };
         let meta = serde_json::to_vec(&meta)
             .map_err(|e| EngineError::Internal(format!("checkpoint meta: {e}")))?;
-        emitter.prepare_epoch(epoch)?;
+        let sink = emitter.prepare_epoch(epoch)?;
         let stall = started.elapsed();
         self.stall_us
             .saturating_record((stall.as_micros() as u64).max(1));
+        crate::checkpoint::crash_points::reached("snapshot-taken");
         self.epoch = epoch;
         self.pending = Some(Pending {
             job: WriteJob {
@@ -243,6 +246,7 @@ impl ShardCheckpointer {
                 deletes,
                 meta,
                 offsets,
+                sink,
                 stall,
                 started,
             },
@@ -344,9 +348,17 @@ fn snapshot_windows<'a>(
 
 /// The writer thread: writes each checkpoint through the state store, reports it.
 fn write_loop(shard: usize, mut store: StateStore, rx: Receiver<WriteJob>, control: Arc<EpochControl>) {
-    while let Ok(job) = rx.recv() {
-        let result = write_one(&mut store, &job);
+    while let Ok(mut job) = rx.recv() {
+        let sink = std::mem::replace(&mut job.sink, EpochPrepared::done());
+        let result = write_one(&mut store, &job).and_then(|stats| {
+            sink.wait()
+                .map(|()| stats)
+                .map_err(|e| format!("checkpoint {}: the sink's epoch: {e}", job.epoch))
+        });
         let failed = result.is_err();
+        if !failed {
+            crate::checkpoint::crash_points::reached("state-durable");
+        }
         control.done[shard].publish(CheckpointDone {
             epoch: job.epoch,
             result: result.map(|(bytes, records)| CheckpointFigures {

@@ -1,0 +1,334 @@
+//! The result check of `spillway-bench nexmark`: what a Nexmark query of
+//! `examples/nexmark/` must give over some events (its row count and column sums, computed
+//! from the generated bids directly, without JSON or engine code), and the sink that adds
+//! up what the engine gave.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use arrow::record_batch::RecordBatch;
+use spillway_connectors::nexmark::{Event, EventKind, NexmarkGenerator, StreamConfig};
+use spillway_connectors::{Sink, SinkFactory};
+
+use crate::error::{BenchError, Result};
+
+/// Window size of the windowed queries, ms.
+const WINDOW_MS: i64 = 10_000;
+/// q1's conversion factor and q2's modulus, as the SQL has them.
+const DOLLAR_TO_EURO: f64 = 0.908;
+const Q2_AUCTION_MODULUS: u64 = 123;
+/// Relative tolerance of a float column's sum (partial sums add up in another order).
+const FLOAT_SUM_TOLERANCE_REL: f64 = 1e-9;
+
+/// What a query's result over some events must hold: its row count and the sums of some
+/// of its integer and float columns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NexmarkExpected {
+    /// Bids among the events (the records the source delivers).
+    pub bids: u64,
+    pub rows: u64,
+    pub int_sums: BTreeMap<&'static str, i128>,
+    pub float_sums: BTreeMap<&'static str, f64>,
+}
+
+/// One group of a windowed query.
+#[derive(Debug, Clone, Copy)]
+struct GroupAcc {
+    key: i64,
+    count: i64,
+    max: i64,
+    min: i64,
+    sum: i64,
+}
+
+/// Computes what query `query` (a file stem of `examples/nexmark/`) gives over events
+/// `events` of `stream`, from the generated bids directly (no JSON, no engine code).
+pub fn nexmark_expected(query: &str, stream: StreamConfig, events: Range<u64>) -> NexmarkExpected {
+    let mut generator = NexmarkGenerator::new(stream);
+    let mut out = NexmarkExpected::default();
+    let mut groups: HashMap<(i64, i64), GroupAcc> = HashMap::new();
+    let (mut auction_sum, mut bidder_sum, mut price_sum) = (0i128, 0i128, 0i128);
+    let mut euro_sum = 0.0;
+    for n in events.filter(|n| EventKind::of(*n) == EventKind::Bid) {
+        let Event::Bid(b) = generator.event(n) else {
+            continue;
+        };
+        out.bids += 1;
+        let key = match query {
+            "q0" | "q1" => {
+                out.rows += 1;
+                auction_sum += i128::from(b.auction);
+                bidder_sum += i128::from(b.bidder);
+                price_sum += i128::from(b.price);
+                euro_sum += DOLLAR_TO_EURO * b.price as f64;
+                continue;
+            }
+            "q2" => {
+                if b.auction % Q2_AUCTION_MODULUS == 0 {
+                    out.rows += 1;
+                    auction_sum += i128::from(b.auction);
+                    price_sum += i128::from(b.price);
+                }
+                continue;
+            }
+            "window_auction" => b.auction as i64,
+            "window_channel" => i64::from(b.channel.number),
+            _ => 0,
+        };
+        let window = b.date_time_ms - b.date_time_ms.rem_euclid(WINDOW_MS);
+        let price = b.price as i64;
+        let acc = groups.entry((window, key)).or_insert(GroupAcc {
+            key,
+            count: 0,
+            max: price,
+            min: price,
+            sum: 0,
+        });
+        acc.count += 1;
+        acc.max = acc.max.max(price);
+        acc.min = acc.min.min(price);
+        acc.sum += price;
+    }
+    match query {
+        "q0" | "q1" => {
+            out.int_sums.insert("auction", auction_sum);
+            out.int_sums.insert("bidder", bidder_sum);
+            if query == "q0" {
+                out.int_sums.insert("price", price_sum);
+            } else {
+                out.float_sums.insert("price", euro_sum);
+            }
+        }
+        "q2" => {
+            out.int_sums.insert("auction", auction_sum);
+            out.int_sums.insert("price", price_sum);
+        }
+        "q7_simplified" => {
+            out.rows = groups.len() as u64;
+            let max_sum = groups.values().map(|g| i128::from(g.max)).sum();
+            out.int_sums.insert("maxprice", max_sum);
+        }
+        _ => {
+            out.rows = groups.len() as u64;
+            let sum = |f: fn(&GroupAcc) -> i64| groups.values().map(|g| i128::from(f(g))).sum();
+            out.int_sums.insert("bids", sum(|g| g.count));
+            out.int_sums.insert("max_price", sum(|g| g.max));
+            out.int_sums.insert("min_price", sum(|g| g.min));
+            out.int_sums.insert("sum_price", sum(|g| g.sum));
+            if query == "window_auction" {
+                out.int_sums.insert("auction", sum(|g| g.key));
+            }
+            let avg_sum = groups.values().map(|g| g.sum as f64 / g.count as f64).sum();
+            out.float_sums.insert("avg_price", avg_sum);
+        }
+    }
+    out
+}
+
+/// Row count and column sums of what the sinks received.
+#[derive(Debug, Default)]
+struct Totals {
+    rows: u64,
+    int_sums: HashMap<String, i128>,
+    float_sums: HashMap<String, f64>,
+    error: Option<String>,
+}
+
+impl Totals {
+    fn add(&mut self, other: &mut Totals) {
+        self.rows += std::mem::take(&mut other.rows);
+        for (k, v) in other.int_sums.drain() {
+            *self.int_sums.entry(k).or_default() += v;
+        }
+        for (k, v) in other.float_sums.drain() {
+            *self.float_sums.entry(k).or_default() += v;
+        }
+        if self.error.is_none() {
+            self.error = other.error.take();
+        }
+    }
+}
+
+/// Builds the sinks that add up the result of a Nexmark query.
+#[derive(Debug, Clone, Default)]
+pub struct NexmarkCheckSinkFactory {
+    totals: Arc<Mutex<Totals>>,
+}
+
+impl NexmarkCheckSinkFactory {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Checks the rows of every sink against `expected`: the row count, each expected
+    /// integer column sum exactly, each float sum within a relative 1e-9.
+    pub fn check(&self, expected: &NexmarkExpected) -> Result<()> {
+        let totals = self
+            .totals
+            .lock()
+            .map_err(|_| BenchError::WrongResult("a checking sink panicked".into()))?;
+        let wrong = |m: String| Err(BenchError::WrongResult(m));
+        if let Some(e) = &totals.error {
+            return wrong(e.clone());
+        }
+        if totals.rows != expected.rows {
+            return wrong(format!(
+                "{} result rows, expected {}",
+                totals.rows, expected.rows
+            ));
+        }
+        for (column, want) in &expected.int_sums {
+            let got = totals.int_sums.get(*column).copied();
+            if got != Some(*want) && !(expected.rows == 0 && got.is_none()) {
+                return wrong(format!(
+                    "the sum of column '{column}' is {got:?}, expected {want}"
+                ));
+            }
+        }
+        for (column, want) in &expected.float_sums {
+            let got = totals.float_sums.get(*column).copied().unwrap_or(0.0);
+            if (got - want).abs() > FLOAT_SUM_TOLERANCE_REL * want.abs().max(1.0) {
+                return wrong(format!(
+                    "the sum of column '{column}' is {got}, expected {want}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SinkFactory for NexmarkCheckSinkFactory {
+    fn open(&self, _shard: usize) -> spillway_connectors::Result<Box<dyn Sink>> {
+        Ok(Box::new(NexmarkCheckSink {
+            shared: self.totals.clone(),
+            local: Totals::default(),
+            rows_written: 0,
+        }))
+    }
+
+    fn close(&self) -> spillway_connectors::Result<()> {
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "benchmark result check (row count and column sums)".into()
+    }
+}
+
+/// The sink of one shard: adds up its batches, hands the totals over on flush and drop.
+struct NexmarkCheckSink {
+    shared: Arc<Mutex<Totals>>,
+    local: Totals,
+    rows_written: u64,
+}
+
+impl NexmarkCheckSink {
+    fn hand_over(&mut self) {
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.add(&mut self.local);
+        }
+    }
+}
+
+impl Sink for NexmarkCheckSink {
+    fn write(&mut self, batch: &RecordBatch) -> spillway_connectors::Result<()> {
+        let schema = batch.schema();
+        for (field, column) in schema.fields().iter().zip(batch.columns()) {
+            if column.null_count() > 0 && self.local.error.is_none() {
+                self.local.error = Some(format!("column '{}' holds NULLs", field.name()));
+            }
+            match column.data_type() {
+                DataType::Int64 => {
+                    let sum: i128 = column
+                        .as_primitive::<Int64Type>()
+                        .iter()
+                        .flatten()
+                        .map(i128::from)
+                        .sum();
+                    *self.local.int_sums.entry(field.name().clone()).or_default() += sum;
+                }
+                DataType::Float64 => {
+                    let sum: f64 = column.as_primitive::<Float64Type>().iter().flatten().sum();
+                    *self
+                        .local
+                        .float_sums
+                        .entry(field.name().clone())
+                        .or_default() += sum;
+                }
+                _ => {}
+            }
+        }
+        self.local.rows += batch.num_rows() as u64;
+        self.rows_written += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> spillway_connectors::Result<()> {
+        self.hand_over();
+        Ok(())
+    }
+
+    fn rows_written(&self) -> u64 {
+        self.rows_written
+    }
+}
+
+impl Drop for NexmarkCheckSink {
+    fn drop(&mut self) {
+        self.hand_over();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oracle_counts_what_each_query_keeps() {
+        let stream = StreamConfig::default();
+        let q0 = nexmark_expected("q0", stream, 0..5_000);
+        assert_eq!(q0.bids, 4_600);
+        assert_eq!(q0.rows, 4_600);
+        let q2 = nexmark_expected("q2", stream, 0..5_000);
+        assert!(q2.rows > 0 && q2.rows < q0.rows / 10, "{}", q2.rows);
+        let q1 = nexmark_expected("q1", stream, 0..5_000);
+        let (euros, dollars) = (q1.float_sums["price"], q0.int_sums["price"] as f64);
+        assert!((euros / dollars - DOLLAR_TO_EURO).abs() < 1e-9);
+        // 0.5 s of event time at 10 000 events/s: one 10 s window.
+        let q7 = nexmark_expected("q7_simplified", stream, 0..5_000);
+        assert_eq!(q7.rows, 1);
+        let by_auction = nexmark_expected("window_auction", stream, 0..5_000);
+        assert_eq!(by_auction.int_sums["bids"], 4_600);
+        assert_eq!(by_auction.int_sums["sum_price"], q0.int_sums["price"]);
+        assert!(by_auction.rows > 10);
+    }
+
+    #[test]
+    fn the_sink_check_catches_a_wrong_sum() {
+        let sink_factory = NexmarkCheckSinkFactory::new();
+        let mut sink = sink_factory.open(0).expect("sink");
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("auction", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(arrow::array::Int64Array::from(vec![1000, 1246]))],
+        )
+        .expect("batch");
+        sink.write(&batch).expect("written");
+        sink.flush().expect("flushed");
+        let mut expected = NexmarkExpected {
+            bids: 2,
+            rows: 2,
+            ..NexmarkExpected::default()
+        };
+        expected.int_sums.insert("auction", 2246);
+        assert!(sink_factory.check(&expected).is_ok());
+        expected.int_sums.insert("auction", 2247);
+        let err = sink_factory.check(&expected).expect_err("wrong sum");
+        assert!(err.to_string().contains("'auction'"), "{err}");
+    }
+}

@@ -1,0 +1,76 @@
+//! Smoke mode of `spillway-bench nexmark`: every query with a tiny stream, in process and
+//! through the embedded Kafka, so the benchmark never rots. Each run checks its result
+//! against the oracle before it returns figures; these tests assert the checks ran and
+//! passed and that the figures are sane.
+
+use spillway_bench::nexmark_bench::{
+    run_nexmark, NexmarkBenchOptions, NexmarkBroker, NEXMARK_QUERIES,
+};
+use spillway_bench::BenchSummary;
+use spillway_connectors::nexmark::EventKind;
+
+const EVENTS: u64 = 30_000;
+
+fn extra(summary: &BenchSummary, name: &str) -> Option<f64> {
+    summary.extra.iter().find(|(n, _)| *n == name).map(|x| x.1)
+}
+
+fn assert_sane(summary: &BenchSummary, runs: usize) {
+    assert_eq!(summary.runs.len(), runs);
+    let bids = EventKind::Bid.count_in(EVENTS);
+    for r in &summary.runs {
+        assert_eq!(
+            r.events, bids,
+            "{}: the figures count the bids",
+            summary.name
+        );
+        assert!(r.events_per_second() > 0.0);
+        assert_eq!(
+            Some(r.rows_out as f64),
+            extra(summary, "result_rows_expected")
+        );
+    }
+    assert_eq!(extra(summary, "stream_events"), Some(EVENTS as f64));
+    assert!(extra(summary, "stream_events_per_second_per_core_median").is_some_and(|v| v > 0.0));
+    let json: serde_json::Value = serde_json::from_str(&summary.json()).expect("json line");
+    assert_eq!(json["events"], bids);
+}
+
+#[test]
+fn every_query_runs_checked_in_process() {
+    for query in NEXMARK_QUERIES {
+        let mut opts = NexmarkBenchOptions::new(query.name, EVENTS).expect("a query");
+        opts.shards = 2;
+        opts.partitions = 3;
+        opts.pin_cores = false;
+        let summary = run_nexmark(&opts).unwrap_or_else(|e| panic!("{}: {e}", query.name));
+        assert_sane(&summary, 1);
+        assert!(summary.text().contains(query.name), "{}", summary.text());
+        assert!(summary.runs[0].rows_out > 0, "{}", query.name);
+    }
+}
+
+#[test]
+fn q1_runs_checked_through_the_mock_broker() {
+    let mut opts = NexmarkBenchOptions::new("q1", EVENTS).expect("q1");
+    opts.broker = NexmarkBroker::Mock;
+    opts.partitions = 2;
+    opts.runs = 2;
+    opts.pin_cores = false;
+    let summary = run_nexmark(&opts).expect("q1 through the mock broker");
+    assert_sane(&summary, 2);
+    assert_eq!(extra(&summary, "broker_mock"), Some(1.0));
+}
+
+#[test]
+fn bad_options_are_errors_not_panics() {
+    let err = NexmarkBenchOptions::new("q42", EVENTS).expect_err("unknown query");
+    assert!(err.to_string().contains("--query"), "{err}");
+    let mut opts = NexmarkBenchOptions::new("q0", 0).expect("q0");
+    let err = run_nexmark(&opts).expect_err("0 events");
+    assert!(err.to_string().contains("--events"), "{err}");
+    opts.events = EVENTS;
+    opts.runs = 0;
+    let err = run_nexmark(&opts).expect_err("0 runs");
+    assert!(err.to_string().contains("--runs"), "{err}");
+}

@@ -13,8 +13,10 @@
 //! - `nexmark_bench.rs`, `nexmark_check.rs`: the Nexmark queries of `examples/nexmark/`
 //!   and their result check.
 //! - `latency*.rs`, `sweep.rs`, `plot_svg.rs`: open-loop latency through Kafka, rate sweep.
+//! - `checkpoint_bench.rs`: checkpoint duration, hot-path stall and recovery time per key count.
 
 pub mod checking_sink;
+pub mod checkpoint_bench;
 pub mod delivery;
 pub mod error;
 pub mod figures;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use spillway_bench::checkpoint_bench::{run_checkpoint_bench, CheckpointArgs};
 use spillway_bench::latency_cli::{latency_command, sweep_command, LatencyArgs, SweepArgs};
 use spillway_bench::nexmark_bench::{run_nexmark, NexmarkArgs};
 use spillway_bench::trades_data::{TradeDataConfig, EVENT_RATE_DEFAULT};
@@ -61,6 +62,8 @@ enum Command {
     /// A Nexmark query of examples/nexmark/ over generated bids (or through the embedded
     /// Kafka with --broker mock) -> checked.
     Nexmark(NexmarkArgs),
+    /// Checkpoint duration, hot-path stall and recovery time with N keys of window state.
+    Checkpoint(CheckpointArgs),
 }
 
 #[derive(Args)]
@@ -135,7 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<(BenchSummary, bool)> {
             (run_file(&opts)?, common.json)
         }
         Command::Nexmark(args) => (run_nexmark(&args.options()?)?, args.json),
-        Command::Latency(_) | Command::Sweep(_) => {
+        Command::Latency(_) | Command::Sweep(_) | Command::Checkpoint(_) => {
             anyhow::bail!("internal: latency and sweep are run by main")
         }
     })
@@ -146,6 +149,9 @@ fn main() -> ExitCode {
     let latency = match &cli.command {
         Command::Latency(args) => Some(latency_command(args)),
         Command::Sweep(args) => Some(sweep_command(args)),
+        Command::Checkpoint(args) => Some(
+            run_checkpoint_bench(args).map(|r| print!("{}", r.text())),
+        ),
         _ => None,
     };
     if let Some(result) = latency {

@@ -14,7 +14,7 @@ use crate::checkpoint::committer::{CheckpointSummary, Committer};
 use crate::checkpoint::control::EpochControl;
 use crate::checkpoint::job_marker::{generation_dir, generations, JobMarker};
 use crate::checkpoint::shard_checkpoint::ShardCheckpointSetup;
-use crate::checkpoint::{restore, CheckpointConfig};
+use crate::checkpoint::{restore, CheckpointConfig, CheckpointTuning};
 use crate::connector_registry;
 use crate::error::{EngineError, Result};
 use crate::limits::Limits;
@@ -47,6 +47,8 @@ pub struct JobOptions {
     pub metrics: Option<Arc<JobMetrics>>,
     /// Checkpoints (run options; the SQL's `SET 'checkpoint.dir'` etc. override them).
     pub checkpoint: Option<CheckpointConfig>,
+    /// Checkpoint settings of the tuning profile (store limits, io_uring depth, defaults).
+    pub checkpoint_tuning: CheckpointTuning,
 }
 
 impl Default for JobOptions {
@@ -62,6 +64,7 @@ impl Default for JobOptions {
             sink_override: None,
             metrics: None,
             checkpoint: None,
+            checkpoint_tuning: CheckpointTuning::default(),
         }
     }
 }
@@ -227,7 +230,11 @@ pub fn prepare(program: &Program, opts: &JobOptions) -> Result<PreparedJob> {
         }
     };
     let checkpoint =
-        CheckpointConfig::from_settings(&program.settings, opts.checkpoint.as_ref())?;
+        CheckpointConfig::from_settings(
+            &program.settings,
+            opts.checkpoint.as_ref(),
+            &opts.checkpoint_tuning,
+        )?;
     let sink = match &opts.sink_override {
         Some(s) => s.clone(),
         None => connector_registry::sink_factory(
@@ -282,7 +289,11 @@ fn query_fingerprint(job: &PreparedJob) -> String {
 
 /// Opens the job record, restores the last complete checkpoint (if any) for this run's
 /// shards, settles the sink's epochs and builds the committer.
-fn start_checkpoints(job: &PreparedJob, cfg: &CheckpointConfig) -> Result<CheckpointStart> {
+fn start_checkpoints(
+    job: &PreparedJob,
+    cfg: &CheckpointConfig,
+    metrics: Option<&Arc<JobMetrics>>,
+) -> Result<CheckpointStart> {
     let n = job.shards;
     let query = query_fingerprint(job);
     let marker = JobMarker::open(&cfg.dir, cfg.store.clone())?;
@@ -386,6 +397,7 @@ fn start_checkpoints(job: &PreparedJob, cfg: &CheckpointConfig) -> Result<Checkp
         shards: n,
         sink: job.sink.clone(),
         offsets: job.source.offset_committer()?,
+        metrics: metrics.cloned(),
     };
     Ok(CheckpointStart {
         shards,
@@ -409,7 +421,7 @@ pub fn run_prepared(job: PreparedJob, opts: &JobOptions) -> Result<JobReport> {
     let started = Instant::now();
     let n = job.shards;
     let mut checkpoints = match &job.checkpoint {
-        Some(cfg) => Some(start_checkpoints(&job, cfg)?),
+        Some(cfg) => Some(start_checkpoints(&job, cfg, opts.metrics.as_ref())?),
         None => None,
     };
     // One bounded ring per ordered pair of shards.

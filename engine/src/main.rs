@@ -65,9 +65,10 @@ enum Command {
         /// Checkpoint into this directory and resume from it (SQL: SET 'checkpoint.dir').
         #[arg(long)]
         checkpoint_dir: Option<PathBuf>,
-        /// Time between checkpoints, e.g. '1 s' (SQL: SET 'checkpoint.interval').
-        #[arg(long, default_value = "1 s")]
-        checkpoint_interval: String,
+        /// Time between checkpoints, e.g. '1 s' (SQL: SET 'checkpoint.interval'; default: the
+        /// profile's [checkpoint] interval_ms, else 1 s).
+        #[arg(long)]
+        checkpoint_interval: Option<String>,
     },
     /// Print the plan of a SQL file: operators, partitions per core, exchanges.
     Explain {
@@ -169,13 +170,23 @@ fn main_inner(cli: Cli) -> anyhow::Result<()> {
             checkpoint_interval,
         } => {
             let mut base = profile_options(profile.as_ref())?;
-            if let Some(dir) = checkpoint_dir {
-                let interval = duration_arg(&checkpoint_interval)?;
+            let interval = match &checkpoint_interval {
+                Some(text) => Some(duration_arg(text)?),
+                None => base.checkpoint_tuning.interval,
+            };
+            let dir = checkpoint_dir.or_else(|| {
+                // An interval alone takes the profile's directory.
+                interval.and(base.checkpoint_tuning.dir.clone())
+            });
+            if let Some(dir) = dir {
+                let interval = interval.unwrap_or(Duration::from_millis(
+                    spillway_engine::checkpoint::config::INTERVAL_MS_DEFAULT,
+                ));
                 let mut cfg = spillway_engine::checkpoint::CheckpointConfig::new(dir, interval)?;
-                if let Some(c) = &base.checkpoint {
-                    cfg.store = c.store.clone();
-                }
+                cfg.store = base.checkpoint_tuning.store.clone();
                 base.checkpoint = Some(cfg);
+            } else if checkpoint_interval.is_some() {
+                bail!("--checkpoint-interval needs --checkpoint-dir (or a [checkpoint] dir in the profile)");
             }
             let program = read_sql(&query)?;
             let stop = stop_on_signals()?;

@@ -140,6 +140,23 @@ pub struct JobMetrics {
     /// One block per shard of the current run (empty before the job starts). The lock is
     /// taken when a run starts and by readers; shards hold their own `Arc` and never lock.
     shards: Mutex<Vec<Arc<ShardMetrics>>>,
+    /// Checkpoints of the job (written by its committer).
+    pub checkpoints: CheckpointMetrics,
+}
+
+/// What the committer publishes after each committed checkpoint.
+#[derive(Debug, Default)]
+pub struct CheckpointMetrics {
+    /// Checkpoints committed since the server started.
+    pub committed_total: AtomicU64,
+    /// Epoch of the last committed checkpoint.
+    pub epoch: AtomicU64,
+    /// Request to commit of the last checkpoint, microseconds.
+    pub duration_us: AtomicU64,
+    /// Longest hot-path stall of a shard in the last checkpoint, microseconds.
+    pub stall_us: AtomicU64,
+    /// Bytes written to the shards' stores since the server started.
+    pub bytes_total: AtomicU64,
 }
 
 impl JobMetrics {
@@ -147,6 +164,7 @@ impl JobMetrics {
         JobMetrics {
             job: job.into(),
             shards: Mutex::new(Vec::new()),
+            checkpoints: CheckpointMetrics::default(),
         }
     }
 

@@ -7,6 +7,9 @@
 //! batch_rows_max = 4096
 //! [kafka]                    # optional; librdkafka properties, `properties.X` of a table wins
 //! fetch.wait.max.ms = 10
+//! [checkpoint]               # optional; used by jobs that checkpoint
+//! interval_ms = 1000
+//! io_uring_depth = 32
 //! ```
 //! Unknown keys are errors naming the key and the file; every value is range checked
 //! (`tuning/README.md` lists keys, defaults and ranges).
@@ -20,7 +23,9 @@ use serde::Deserialize;
 
 use crate::error::{EngineError, Result};
 use crate::job::{available_cores, JobOptions};
+use crate::checkpoint::CheckpointTuning;
 use crate::limits::Limits;
+use spillway_state::StoreOptions;
 
 /// Largest profile file read (a profile is a few dozen lines).
 pub const PROFILE_BYTES_MAX: u64 = 1 << 20;
@@ -39,6 +44,8 @@ pub struct Profile {
     /// librdkafka properties (without the `properties.` prefix) given to every Kafka
     /// source and sink whose table does not set them itself.
     pub kafka: BTreeMap<String, String>,
+    /// Checkpoint directory, interval and state store options.
+    pub checkpoint: CheckpointTuning,
 }
 
 /// The file as written: every key optional, unknown keys rejected.
@@ -48,6 +55,47 @@ struct ProfileFile {
     cores: Option<Vec<usize>>,
     limits: Option<LimitsFile>,
     kafka: Option<toml::Table>,
+    checkpoint: Option<CheckpointFile>,
+}
+
+/// The `[checkpoint]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointFile {
+    dir: Option<std::path::PathBuf>,
+    interval_ms: Option<u64>,
+    io_uring_depth: Option<u32>,
+    write_chunk_bytes: Option<usize>,
+    segment_bytes_max: Option<u64>,
+    state_bytes_max: Option<u64>,
+    checkpoints_retained: Option<usize>,
+}
+
+impl CheckpointFile {
+    fn apply(self, origin: &str) -> Result<CheckpointTuning> {
+        let d = StoreOptions::default();
+        let tuning = CheckpointTuning {
+            dir: self.dir,
+            interval: self.interval_ms.map(std::time::Duration::from_millis),
+            store: StoreOptions {
+                io_depth_max: self.io_uring_depth.unwrap_or(d.io_depth_max),
+                write_chunk_bytes: self.write_chunk_bytes.unwrap_or(d.write_chunk_bytes),
+                segment_bytes_max: self.segment_bytes_max.unwrap_or(d.segment_bytes_max),
+                state_bytes_max: self.state_bytes_max.unwrap_or(d.state_bytes_max),
+                checkpoints_retained_max: self
+                    .checkpoints_retained
+                    .unwrap_or(d.checkpoints_retained_max),
+                ..d
+            },
+        };
+        tuning.validate().map_err(|e| match e {
+            EngineError::Config(m) => {
+                EngineError::Config(format!("tuning profile {origin}: [checkpoint] {m}"))
+            }
+            other => other,
+        })?;
+        Ok(tuning)
+    }
 }
 
 /// The `[limits]` table: one optional key per field of [`Limits`].
@@ -210,6 +258,10 @@ impl Profile {
             Some(l) => l.apply(origin)?,
             None => Limits::default(),
         };
+        let checkpoint = match file.checkpoint {
+            Some(c) => c.apply(origin)?,
+            None => CheckpointTuning::default(),
+        };
         let mut kafka = BTreeMap::new();
         if let Some(table) = file.kafka {
             flatten_kafka("", table, origin, &mut kafka)?;
@@ -236,6 +288,7 @@ impl Profile {
             cores: file.cores,
             limits,
             kafka,
+            checkpoint,
         })
     }
 
@@ -265,6 +318,7 @@ impl Profile {
         opts.cores = self.cores.clone();
         opts.limits = self.limits.clone();
         opts.kafka_properties = self.kafka.clone();
+        opts.checkpoint_tuning = self.checkpoint.clone();
     }
 }
 
@@ -337,6 +391,26 @@ mod tests {
                 ("linger.ms", "5")
             ]
         );
+    }
+
+    #[test]
+    fn checkpoint_table_is_read_and_checked() {
+        let p = Profile::from_toml_str(
+            "[checkpoint]\ninterval_ms = 250\nio_uring_depth = 64\ndir = '/var/lib/x'\n",
+            "t.toml",
+        )
+        .expect("profile");
+        assert_eq!(p.checkpoint.interval, Some(std::time::Duration::from_millis(250)));
+        assert_eq!(p.checkpoint.store.io_depth_max, 64);
+        assert_eq!(p.checkpoint.dir.as_deref(), Some(Path::new("/var/lib/x")));
+        let e = err("[checkpoint]\ninterval_ms = 1\n");
+        assert!(e.contains("t.toml") && e.contains("[checkpoint]") && e.contains("out of range"), "{e}");
+        let e = err("[checkpoint]\nio_uring_depth = 0\n");
+        assert!(e.contains("io_depth_max"), "{e}");
+        let e = err("[checkpoint]\ncheckpoints_retained = 1\n");
+        assert!(e.contains("checkpoints_retained"), "{e}");
+        let e = err("[checkpoint]\nintervall_ms = 5\n");
+        assert!(e.contains("intervall_ms"), "{e}");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use crate::error::EngineError;
+use crate::checkpoint::CheckpointConfig;
 use crate::job::{prepare, run_prepared, JobOptions, JobReport, PreparedJob};
 use crate::metrics::JobMetrics;
 use crate::profile::Profile;
@@ -212,11 +213,19 @@ fn plan_jobs(config: &ServeConfig) -> Result<Vec<(String, PreparedJob, JobOption
             .map_err(|e| EngineError::io("cannot read the query file", e))
             .map_err(ctx(what.clone()))?;
         let program = crate::sql::parse_program(&text).map_err(ctx(what.clone()))?;
-        let opts = JobOptions {
+        let mut opts = JobOptions {
             stop: Arc::new(AtomicBool::new(false)),
             metrics: Some(Arc::new(JobMetrics::new(q.job.clone()))),
             ..base.clone()
         };
+        if let Some(dir) = &config.state_dir {
+            let interval = opts.checkpoint_tuning.interval.unwrap_or(Duration::from_millis(
+                crate::checkpoint::config::INTERVAL_MS_DEFAULT,
+            ));
+            let mut cfg = CheckpointConfig::new(dir.join(&q.job), interval).map_err(ctx(what.clone()))?;
+            cfg.store = opts.checkpoint_tuning.store.clone();
+            opts.checkpoint = Some(cfg);
+        }
         let prepared = prepare(&program, &opts).map_err(ctx(what))?;
         jobs.push((q.job.clone(), prepared, opts));
     }
@@ -224,8 +233,13 @@ fn plan_jobs(config: &ServeConfig) -> Result<Vec<(String, PreparedJob, JobOption
 }
 
 fn describe_report(r: &JobReport) -> String {
+    let checkpoint = match &r.checkpoints {
+        Some(c) if c.final_committed => format!(", final checkpoint {}", c.committed),
+        Some(c) => format!(", last checkpoint {} (no final one)", c.committed),
+        None => String::new(),
+    };
     format!(
-        "{} records in, {} rows out, {} windows, {} late events, {} skipped, {:.1} s",
+        "{} records in, {} rows out, {} windows, {} late events, {} skipped, {:.1} s{checkpoint}",
         r.records_in(),
         r.rows_out(),
         r.windows_out(),

@@ -4,6 +4,9 @@
 //! queries = ["trades.sql", "/etc/spillway/alerts.sql"]  # each file runs as its own job
 //! profile = "profile.toml"          # optional tuning profile (spillway tune writes one)
 //! shutdown_timeout = "30 s"         # optional; how long SIGTERM waits for jobs to stop
+//! state_dir = "/var/lib/spillway"   # optional; job X checkpoints into STATE_DIR/X and
+//!                                   # resumes from it on restart (a query's own
+//!                                   # SET 'checkpoint.dir' wins)
 //! [http]
 //! address = "127.0.0.1:9464"        # optional; /metrics and /health
 //! [log]
@@ -63,6 +66,8 @@ pub struct ServeConfig {
     /// A `tracing_subscriber::EnvFilter` directive string.
     pub log_level: String,
     pub shutdown_timeout: Duration,
+    /// Checkpoints of job X go to `state_dir/X`.
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +76,7 @@ struct ConfigFile {
     queries: Vec<PathBuf>,
     profile: Option<PathBuf>,
     shutdown_timeout: Option<String>,
+    state_dir: Option<PathBuf>,
     http: Option<HttpSection>,
     log: Option<LogSection>,
 }
@@ -223,6 +229,7 @@ impl ServeConfig {
             log_format: log_format.unwrap_or(LogFormat::Text),
             log_level,
             shutdown_timeout,
+            state_dir: file.state_dir.map(resolve),
         })
     }
 
@@ -241,6 +248,9 @@ impl ServeConfig {
         }
         if self.log_format != running.log_format {
             changed.push("log.format");
+        }
+        if self.state_dir != running.state_dir {
+            changed.push("state_dir");
         }
         changed
     }

@@ -103,6 +103,32 @@ fn series_start(out: &mut String, name: &str, job: &str, shard: usize) {
     let _ = write!(out, "\",shard=\"{shard}\"");
 }
 
+type CheckpointCell = fn(&crate::metrics::CheckpointMetrics) -> &std::sync::atomic::AtomicU64;
+
+/// Job-level checkpoint series: name, type, help, cell.
+const CHECKPOINT_METRICS: &[(&str, &str, &str, CheckpointCell)] = &[
+    ("spillway_checkpoints_total", "counter", "Checkpoints committed.", |c| &c.committed_total),
+    ("spillway_checkpoint_epoch", "gauge", "Epoch of the last committed checkpoint.", |c| &c.epoch),
+    (
+        "spillway_checkpoint_duration_us",
+        "gauge",
+        "Request to commit of the last checkpoint, microseconds.",
+        |c| &c.duration_us,
+    ),
+    (
+        "spillway_checkpoint_stall_us",
+        "gauge",
+        "Longest hot-path stall of a shard in the last checkpoint, microseconds.",
+        |c| &c.stall_us,
+    ),
+    (
+        "spillway_checkpoint_bytes_total",
+        "counter",
+        "Bytes written to the shards' state stores.",
+        |c| &c.bytes_total,
+    ),
+];
+
 /// Renders every job's metrics.
 pub fn render(jobs: &[JobSample<'_>]) -> String {
     let mut out = String::with_capacity(4096);
@@ -121,6 +147,16 @@ pub fn render(jobs: &[JobSample<'_>]) -> String {
         out.push_str("spillway_job_running{job=\"");
         push_label_value(&mut out, &j.metrics.job);
         let _ = writeln!(out, "\"}} {}", u8::from(j.running));
+    }
+
+    for &(name, kind, help, value) in CHECKPOINT_METRICS {
+        header(&mut out, name, kind, help);
+        for j in jobs {
+            out.push_str(name);
+            out.push_str("{job=\"");
+            push_label_value(&mut out, &j.metrics.job);
+            let _ = writeln!(out, "\"}} {}", value(&j.metrics.checkpoints).load(Ordering::Relaxed));
+        }
     }
 
     for &(name, kind, help, value) in SHARD_METRICS {

@@ -233,3 +233,101 @@ fn bad_configurations_exit_1_naming_what_is_wrong() {
     assert!(err.contains("cannot read the query file"), "{err}");
     assert!(err.contains("missing.sql"), "{err}");
 }
+
+/// A trades-generator job (fixed start time, so a resumed run continues the same stream)
+/// into an exactly-once filesystem sink.
+const CHECKPOINTED_SQL: &str = "
+CREATE TABLE trades (symbol STRING, price DOUBLE, volume BIGINT, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '200' MILLISECOND)
+WITH ('connector' = 'trades-generator', 'rows-per-second' = '20000', 'partitions' = '2',
+      'start-ts' = '1700000000000');
+CREATE TABLE stats (symbol STRING, window_start TIMESTAMP(3), window_end TIMESTAMP(3),
+  trades BIGINT)
+WITH ('connector' = 'filesystem', 'path' = 'out', 'format' = 'json');
+INSERT INTO stats
+SELECT symbol, window_start, window_end, COUNT(*)
+FROM TABLE(TUMBLE(TABLE trades, DESCRIPTOR(ts), INTERVAL '100' MILLISECOND))
+GROUP BY symbol, window_start, window_end;
+";
+
+/// The sum over partitions of `spillway_source_position` of job `trades`.
+fn positions(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("spillway_source_position{job=\"trades\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Scrapes until `positions` reaches `at_least`.
+fn wait_positions(address: SocketAddr, server: &Server, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "positions stayed below {at_least}; stderr:\n{}",
+            server.stderr()
+        );
+        if let Ok((200, body)) = get(address, "/metrics") {
+            let p = positions(&body);
+            if p >= at_least && body.contains("spillway_checkpoints_total{job=\"trades\"}") {
+                return p;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigterm_takes_a_final_checkpoint_and_a_restart_resumes_from_it() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let address = free_address();
+    // The sink path is relative to the server's working directory: make it absolute.
+    let sql = CHECKPOINTED_SQL.replace("'out'", &format!("'{}'", dir.path().join("out").display()));
+    std::fs::write(dir.path().join("trades.sql"), sql).unwrap_or_else(|e| panic!("{e}"));
+    let config = dir.path().join("spillway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "queries = [\"trades.sql\"]\nstate_dir = \"state\"\nshutdown_timeout = \"{SHUTDOWN_TIMEOUT_S} s\"\n\
+             [http]\naddress = \"{address}\"\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let mut server = Server::start(&config, &dir.path().join("first.log"));
+    let before_stop = wait_positions(address, &server, 20_000);
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(Duration::from_secs(SHUTDOWN_TIMEOUT_S)), Some(0), "{}", server.stderr());
+    let log = server.stderr();
+    assert!(log.contains("final checkpoint"), "{log}");
+    assert!(dir.path().join("state/trades/job").exists(), "checkpoints under state_dir/JOB");
+    let first_rows = spillway_connectors::file_sink::read_committed_lines(&dir.path().join("out"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!first_rows.is_empty(), "the final checkpoint published results");
+
+    // The restart resumes: its positions start where the first run stopped, not at 0.
+    let mut server = Server::start(&config, &dir.path().join("second.log"));
+    let resumed = wait_positions(address, &server, 1);
+    assert!(
+        resumed >= before_stop,
+        "resumed at {resumed}, the first run had read {before_stop}; stderr:\n{}",
+        server.stderr()
+    );
+    wait_positions(address, &server, resumed + 10_000);
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(Duration::from_secs(SHUTDOWN_TIMEOUT_S)), Some(0), "{}", server.stderr());
+
+    // Every window's result was published once over both runs.
+    let rows = spillway_connectors::file_sink::read_committed_lines(&dir.path().join("out"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(rows.len() > first_rows.len());
+    let mut keys = std::collections::HashSet::new();
+    for line in &rows {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            keys.insert((v["symbol"].clone(), v["window_start"].clone())),
+            "published twice: {line}"
+        );
+    }
+}

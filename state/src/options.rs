@@ -15,7 +15,7 @@ pub enum BackendChoice {
 }
 
 /// Options of [`crate::StateStore`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoreOptions {
     /// Complete checkpoints kept on disk (the newest ones); at least 1. Default 2.
     pub checkpoints_retained_max: usize,

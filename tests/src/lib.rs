@@ -16,3 +16,4 @@ pub mod nexmark_oracle;
 pub mod oracle;
 pub mod process;
 pub mod tansu;
+pub mod trades_stats;

@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
+use serde_json::Value;
 use spillway_connectors::embedded_kafka::EmbeddedKafka;
 use spillway_tests::compare::assert_rows_match;
 use spillway_tests::data::{generate_trades, produce_lines, PartitionBy, TimeFormat, TradeSpec};
 use spillway_tests::job::Scratch;
 use spillway_tests::kafka::{committed_offsets, high_watermarks, Batching};
-use spillway_tests::oracle::{args, parse_events, Agg, OracleQuery};
+use spillway_tests::trades_stats::trades_stats_rows;
 use spillway_tests::process::{committed_rows, start_run, start_run_with, terminate};
 
 const SEED: u64 = 20_261_124;
@@ -43,23 +43,7 @@ fn spec() -> TradeSpec {
 }
 
 fn oracle_rows(lines: &[String]) -> Vec<Value> {
-    let events = parse_events(&lines.join("\n"), "ts").expect("good events");
-    OracleQuery::tumble(100)
-        .keys(|e| vec![args::str_key(e, "symbol")])
-        .agg(Agg::count_star())
-        .agg(Agg::sum_int(|e| e.i64("volume")))
-        .agg(Agg::avg(|e| e.f64("price")))
-        .agg(Agg::min(args::float("price")))
-        .agg(Agg::max(args::float("price")))
-        .output(|g| {
-            Some(json!({
-                "symbol": g.key(0), "window_start": g.start(), "window_end": g.end(),
-                "trades": g.aggs[0], "volume": g.aggs[1], "avg_price": g.aggs[2],
-                "low": g.aggs[3], "high": g.aggs[4],
-            }))
-        })
-        .run(&events)
-        .rows
+    trades_stats_rows(lines, 100)
 }
 
 /// The query: unbounded while trades arrive, bounded (to the end) for the last run.

@@ -2,7 +2,7 @@
 //! mock cluster (4 partitions) and a real `tansu` broker process (4 partitions). All three
 //! give the same rows, equal to the oracle's.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use spillway_connectors::embedded_kafka::EmbeddedKafka;
 use spillway_tests::compare::assert_rows_match;
 use spillway_tests::data::{
@@ -12,7 +12,7 @@ use spillway_tests::job::{
     file_sink_table, file_source_table, kafka_source_table, options, run_to_rows, Scratch,
 };
 use spillway_tests::kafka::{high_watermarks, Batching};
-use spillway_tests::oracle::{args, parse_events, Agg, OracleQuery};
+use spillway_tests::trades_stats::trades_stats_rows;
 use spillway_tests::tansu::TansuBroker;
 
 const BOUND_MS: i64 = 250;
@@ -38,23 +38,7 @@ fn spec() -> TradeSpec {
 }
 
 fn oracle_rows(lines: &[String]) -> Vec<Value> {
-    let events = parse_events(&lines.join("\n"), "ts").expect("good events");
-    OracleQuery::tumble(1_000)
-        .keys(|e| vec![args::str_key(e, "symbol")])
-        .agg(Agg::count_star())
-        .agg(Agg::sum_int(|e| e.i64("volume")))
-        .agg(Agg::avg(|e| e.f64("price")))
-        .agg(Agg::min(args::float("price")))
-        .agg(Agg::max(args::float("price")))
-        .output(|g| {
-            Some(json!({
-                "symbol": g.key(0), "window_start": g.start(), "window_end": g.end(),
-                "trades": g.aggs[0], "volume": g.aggs[1], "avg_price": g.aggs[2],
-                "low": g.aggs[3], "high": g.aggs[4],
-            }))
-        })
-        .run(&events)
-        .rows
+    trades_stats_rows(lines, 1_000)
 }
 
 /// Runs the trades query over `source_ddl` on `shards` shards; checks the report.

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,8 @@ pub struct Committer {
     pub shards: usize,
     pub sink: Arc<dyn SinkFactory>,
     pub offsets: Option<Box<dyn OffsetCommitter>>,
+    /// Live metrics (`spillway serve`).
+    pub metrics: Option<Arc<crate::metrics::JobMetrics>>,
 }
 
 /// What the job's checkpoints did.
@@ -77,6 +80,7 @@ impl Committer {
         let mut requested_at = Instant::now();
         let mut last_request = Instant::now();
         let mut stall_max = Duration::ZERO;
+        let mut bytes_epoch = 0u64;
         loop {
             let exited = !running();
             if failed() {
@@ -89,6 +93,7 @@ impl Committer {
                     Ok(fig) => {
                         durable[shard] = done.epoch;
                         summary.bytes += fig.bytes;
+                        bytes_epoch += fig.bytes;
                         stall_max = stall_max.max(fig.stall);
                         offsets.extend(done.offsets);
                     }
@@ -112,7 +117,17 @@ impl Committer {
                 summary
                     .stall_us
                     .saturating_record((stall_max.as_micros() as u64).max(1));
+                if let Some(m) = &self.metrics {
+                    let c = &m.checkpoints;
+                    c.committed_total.fetch_add(1, Ordering::Relaxed);
+                    c.epoch.store(committed, Ordering::Relaxed);
+                    c.duration_us
+                        .store(requested_at.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    c.stall_us.store(stall_max.as_micros() as u64, Ordering::Relaxed);
+                    c.bytes_total.fetch_add(bytes_epoch, Ordering::Relaxed);
+                }
                 stall_max = Duration::ZERO;
+                bytes_epoch = 0;
                 if control.final_epoch() == Some(committed) {
                     summary.final_committed = true;
                     return Ok(summary);

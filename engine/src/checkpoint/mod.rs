@@ -17,4 +17,4 @@ mod barrier_tests;
 #[cfg(test)]
 mod test_layout;
 
-pub use config::CheckpointConfig;
+pub use config::{CheckpointConfig, CheckpointTuning};

@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::generated_partitions;
 use crate::error::{ConnectorError, Result};
 use crate::trades_generator::{TradeGenConfig, TradeGenerator, SYMBOLS_MAX};
 use crate::{PartitionInfo, RawBatch, Source, SourceFactory, SourceStatus};
@@ -155,12 +156,7 @@ impl GeneratorSourceFactory {
 
 impl SourceFactory for GeneratorSourceFactory {
     fn discover(&self) -> Result<Vec<PartitionInfo>> {
-        Ok((0..self.options.partitions)
-            .map(|p| PartitionInfo {
-                topic: self.table.clone(),
-                partition: p as i32,
-            })
-            .collect())
+        Ok(generated_partitions::discover(&self.table, self.options.partitions))
     }
 
     fn open(
@@ -169,26 +165,17 @@ impl SourceFactory for GeneratorSourceFactory {
         partitions: Vec<PartitionInfo>,
         resume: Option<Vec<i64>>,
     ) -> Result<Box<dyn Source>> {
-        if resume.as_ref().is_some_and(|r| r.len() != partitions.len()) {
-            return Err(ConnectorError::Internal(format!(
-                "table '{}': resume offsets do not match the {} partitions",
-                self.table,
-                partitions.len()
-            )));
-        }
         let o = &self.options;
         let per_partition = |total: u64| (total / o.partitions as u64).max(1);
+        let resolved = generated_partitions::resolve(
+            &self.table,
+            "generator",
+            o.partitions,
+            &partitions,
+            resume.as_deref(),
+        )?;
         let mut streams = Vec::with_capacity(partitions.len());
-        for (i, info) in partitions.iter().enumerate() {
-            let p = u32::try_from(info.partition)
-                .ok()
-                .filter(|&p| p < o.partitions && info.topic == self.table)
-                .ok_or_else(|| {
-                    ConnectorError::Internal(format!(
-                        "table '{}' has no generator partition {} of '{}'",
-                        self.table, info.partition, info.topic
-                    ))
-                })?;
+        for (p, skip) in resolved {
             let mut generator = TradeGenerator::new(TradeGenConfig {
                 seed: o.seed.wrapping_add(p as u64),
                 symbols: o.symbols,
@@ -198,7 +185,6 @@ impl SourceFactory for GeneratorSourceFactory {
                 late_every: o.late_every,
             });
             let rows = self.partition_rows(p);
-            let skip = resume.as_ref().map_or(0, |r| r[i]);
             if skip < 0 || rows.is_some_and(|rows| skip as u64 > rows) {
                 return Err(ConnectorError::config(
                     &self.table,

@@ -12,6 +12,7 @@ pub mod epoch_files;
 pub mod error;
 pub mod file_sink;
 pub mod file_source;
+pub mod generated_partitions;
 pub mod generator_source;
 pub mod json_lines;
 pub mod kafka_batch_queue;

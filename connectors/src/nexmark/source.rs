@@ -29,6 +29,7 @@ use std::time::Instant;
 use super::generator::{NexmarkGenerator, StreamConfig, BASE_TIME_MS_DEFAULT, EVENT_RATE_DEFAULT};
 use super::json::{write_auction_json, write_bid_json, write_person_json};
 use super::model::EventKind;
+use crate::generated_partitions;
 use crate::error::{ConnectorError, Result};
 use crate::{PartitionInfo, RawBatch, Source, SourceFactory, SourceStatus};
 
@@ -179,12 +180,7 @@ impl NexmarkSourceFactory {
 
 impl SourceFactory for NexmarkSourceFactory {
     fn discover(&self) -> Result<Vec<PartitionInfo>> {
-        Ok((0..self.options.partitions)
-            .map(|p| PartitionInfo {
-                topic: self.table.clone(),
-                partition: p as i32,
-            })
-            .collect())
+        Ok(generated_partitions::discover(&self.table, self.options.partitions))
     }
 
     fn open(
@@ -193,27 +189,17 @@ impl SourceFactory for NexmarkSourceFactory {
         partitions: Vec<PartitionInfo>,
         resume: Option<Vec<i64>>,
     ) -> Result<Box<dyn Source>> {
-        if resume.as_ref().is_some_and(|r| r.len() != partitions.len()) {
-            return Err(ConnectorError::Internal(format!(
-                "table '{}': resume offsets do not match the {} partitions",
-                self.table,
-                partitions.len()
-            )));
-        }
         let o = &self.options;
+        let resolved = generated_partitions::resolve(
+            &self.table,
+            "nexmark",
+            o.partitions,
+            &partitions,
+            resume.as_deref(),
+        )?;
         let mut splits = Vec::with_capacity(partitions.len());
-        for (i, info) in partitions.iter().enumerate() {
-            let p = u32::try_from(info.partition)
-                .ok()
-                .filter(|&p| p < o.partitions && info.topic == self.table)
-                .ok_or_else(|| {
-                    ConnectorError::Internal(format!(
-                        "table '{}' has no nexmark partition {} of '{}'",
-                        self.table, info.partition, info.topic
-                    ))
-                })?;
+        for (p, next) in resolved {
             let end = o.partition_events(p);
-            let next = resume.as_ref().map_or(0, |r| r[i]);
             if next < 0 || next as u64 > end {
                 return Err(ConnectorError::config(
                     &self.table,

@@ -143,13 +143,18 @@ pub fn run_checkpoint_bench(args: &CheckpointArgs) -> Result<CheckpointFiguresRe
         ));
     }
     if !(0.0..=1.0).contains(&args.hot_fraction) {
-        return Err(BenchError::Config("--hot-fraction must be in [0, 1]".into()));
+        return Err(BenchError::Config(
+            "--hot-fraction must be in [0, 1]".into(),
+        ));
     }
     let temp = tempfile::Builder::new()
         .prefix("spillway-ckpt-bench-")
         .tempdir()
         .map_err(|e| BenchError::Config(format!("temp dir: {e}")))?;
-    let dir = args.dir.clone().unwrap_or_else(|| temp.path().join("state"));
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| temp.path().join("state"));
     let _ = std::fs::remove_dir_all(&dir);
     let parts = generate(args);
     let program = spillway_engine::sql::parse_program(SQL)?;
@@ -181,7 +186,11 @@ pub fn run_checkpoint_bench(args: &CheckpointArgs) -> Result<CheckpointFiguresRe
     let job = prepare(&program, &opts)?;
     let layout = match &job.pipeline.aggregation {
         Some(a) => AggregateLayout::new(a)?,
-        None => return Err(BenchError::Config("the benchmark query lost its window".into())),
+        None => {
+            return Err(BenchError::Config(
+                "the benchmark query lost its window".into(),
+            ))
+        }
     };
     let started = Instant::now();
     let report = run_prepared(job, &opts);

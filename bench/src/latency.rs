@@ -350,7 +350,11 @@ fn program_of(
                 .into(),
         ));
     }
-    let WindowKind::Tumble { size_ms } = w.kind;
+    let WindowKind::Tumble { size_ms } = w.kind else {
+        return Err(BenchError::Config(
+            "a --query file must aggregate over TUMBLE windows".into(),
+        ));
+    };
     Ok((
         program,
         Some(WindowShape {

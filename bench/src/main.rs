@@ -149,9 +149,9 @@ fn main() -> ExitCode {
     let latency = match &cli.command {
         Command::Latency(args) => Some(latency_command(args)),
         Command::Sweep(args) => Some(sweep_command(args)),
-        Command::Checkpoint(args) => Some(
-            run_checkpoint_bench(args).map(|r| print!("{}", r.text())),
-        ),
+        Command::Checkpoint(args) => {
+            Some(run_checkpoint_bench(args).map(|r| print!("{}", r.text())))
+        }
         _ => None,
     };
     if let Some(result) = latency {

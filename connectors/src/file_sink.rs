@@ -262,7 +262,11 @@ impl Sink for EpochFileSink {
         let wait = self
             .inner
             .handle()
-            .flush_then(move || part.prepare(epoch).map(|_| ()).map_err(|e| in_table(&table, e)))
+            .flush_then(move || {
+                part.prepare(epoch)
+                    .map(|_| ())
+                    .map_err(|e| in_table(&table, e))
+            })
             .map_err(|e| in_table(&self.table, e))?;
         self.epoch_prepared_last = Some(epoch);
         Ok(EpochPrepared::later(wait))
@@ -453,7 +457,9 @@ mod tests {
                             sink.write(&id_batch(&ids_of(shard, epoch))).expect("write");
                         }
                         if epoch < 3 {
-                            sink.prepare_epoch(epoch).and_then(|p| p.wait()).expect("prepare");
+                            sink.prepare_epoch(epoch)
+                                .and_then(|p| p.wait())
+                                .expect("prepare");
                         }
                     }
                     sink.flush().expect("flush");
@@ -532,7 +538,9 @@ mod tests {
         for shard in 0..2 {
             let mut sink = restarted.open(shard).expect("open");
             sink.write(&id_batch(&ids_of(shard, 2))).expect("write");
-            sink.prepare_epoch(2).and_then(|p| p.wait()).expect("prepare");
+            sink.prepare_epoch(2)
+                .and_then(|p| p.wait())
+                .expect("prepare");
         }
         restarted.commit_epochs(2).expect("commit");
         restarted.close().expect("close");
@@ -575,10 +583,15 @@ mod tests {
         let mut sink = factory.open(0).expect("open");
         sink.prepare_epoch(2).and_then(|p| p.wait()).expect("first");
         for stale in [2, 1] {
-            let err = sink.prepare_epoch(stale).and_then(|p| p.wait()).expect_err("not increasing");
+            let err = sink
+                .prepare_epoch(stale)
+                .and_then(|p| p.wait())
+                .expect_err("not increasing");
             assert!(err.to_string().contains("strictly increase"), "{err}");
         }
-        sink.prepare_epoch(3).and_then(|p| p.wait()).expect("increasing");
+        sink.prepare_epoch(3)
+            .and_then(|p| p.wait())
+            .expect("increasing");
         let twice = factory.open(0).err().expect("open twice");
         assert!(twice.to_string().contains("opened twice"), "{twice}");
         drop(sink);
@@ -596,13 +609,19 @@ mod tests {
         sink.flush().expect("flush");
         // The directory disappears under the open file (root is not stopped by chmod).
         std::fs::remove_dir_all(&dir).expect("rm");
-        let err = sink.prepare_epoch(1).and_then(|p| p.wait()).expect_err("rename fails");
+        let err = sink
+            .prepare_epoch(1)
+            .and_then(|p| p.wait())
+            .expect_err("rename fails");
         let text = err.to_string();
         assert!(
             text.contains("vanishing/.part-0000.inprogress") && text.contains("'out'"),
             "{text}"
         );
-        assert!(sink.prepare_epoch(2).and_then(|p| p.wait()).is_err(), "the failure is sticky");
+        assert!(
+            sink.prepare_epoch(2).and_then(|p| p.wait()).is_err(),
+            "the failure is sticky"
+        );
         let err = factory.commit_epochs(1).expect_err("no directory");
         assert!(err.to_string().contains("vanishing"), "{err}");
     }
@@ -634,7 +653,10 @@ mod tests {
             let factory = epoch_factory(&dir);
             let mut sink = factory.open(1).expect("the directory exists");
             let _ = sink.write(&id_batch(&[1])); // queued, or the stored error
-            let err = sink.prepare_epoch(1).and_then(|p| p.wait()).expect_err("cannot create the file");
+            let err = sink
+                .prepare_epoch(1)
+                .and_then(|p| p.wait())
+                .expect_err("cannot create the file");
             let text = err.to_string();
             assert!(text.contains("readonly/.part-0001.inprogress"), "{text}");
             assert!(factory.close().is_err(), "close reports it too");
@@ -656,7 +678,9 @@ mod tests {
         );
         let mut sink = factory.open(0).expect("open");
         sink.write(&id_batch(&[7])).expect("write");
-        sink.prepare_epoch(1).and_then(|p| p.wait()).expect("a flush");
+        sink.prepare_epoch(1)
+            .and_then(|p| p.wait())
+            .expect("a flush");
         assert_eq!(
             std::fs::read_to_string(&path).expect("read"),
             "{\"id\":7}\n"

@@ -57,7 +57,10 @@ mod tests {
         let parts = discover("t", 3);
         let got = resolve("t", "x", 3, &parts[1..], Some(&[5, 7])).expect("ok");
         assert_eq!(got, vec![(1, 5), (2, 7)]);
-        assert_eq!(resolve("t", "x", 3, &parts[..1], None).expect("ok"), vec![(0, 0)]);
+        assert_eq!(
+            resolve("t", "x", 3, &parts[..1], None).expect("ok"),
+            vec![(0, 0)]
+        );
         assert!(resolve("t", "x", 3, &parts, Some(&[1])).is_err());
         let stranger = discover("u", 1);
         let e = resolve("t", "x", 3, &stranger, None).expect_err("other table");

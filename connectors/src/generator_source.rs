@@ -21,8 +21,8 @@
 use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::generated_partitions;
 use crate::error::{ConnectorError, Result};
+use crate::generated_partitions;
 use crate::trades_generator::{TradeGenConfig, TradeGenerator, SYMBOLS_MAX};
 use crate::{PartitionInfo, RawBatch, Source, SourceFactory, SourceStatus};
 
@@ -156,7 +156,10 @@ impl GeneratorSourceFactory {
 
 impl SourceFactory for GeneratorSourceFactory {
     fn discover(&self) -> Result<Vec<PartitionInfo>> {
-        Ok(generated_partitions::discover(&self.table, self.options.partitions))
+        Ok(generated_partitions::discover(
+            &self.table,
+            self.options.partitions,
+        ))
     }
 
     fn open(

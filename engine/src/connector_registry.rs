@@ -129,7 +129,9 @@ pub fn sink_factory(
     let name = table.name.as_str();
     Ok(match table.connector().as_str() {
         "kafka" => Arc::new(KafkaSinkFactory::from_options(name, &options, schema)?),
-        "filesystem" if epochs => Arc::new(FileSinkFactory::from_options(name, &options)?.with_epochs()),
+        "filesystem" if epochs => {
+            Arc::new(FileSinkFactory::from_options(name, &options)?.with_epochs())
+        }
         "filesystem" => Arc::new(FileSinkFactory::from_options(name, &options)?),
         "print" => Arc::new(PrintSinkFactory::from_options(name, &options)?),
         "blackhole" => Arc::new(BlackholeSinkFactory::from_options(name, &options)?),

@@ -1,6 +1,6 @@
-//! The result side of a shard: final window state for the keys this shard owns, HAVING and
-//! projection, the sink, and the result latency histogram. Shared (single-threaded, `Rc`)
-//! by the shard's source loop and its exchange links.
+//! The result side of a shard: final window state (panes) for the keys this shard owns, the
+//! windows assembled from them, HAVING and projection, the sink, and the result latency
+//! histogram. Shared (single-threaded, `Rc`) by the shard's source loop and its exchange links.
 
 use std::time::Instant;
 
@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::exchange::PartialWindow;
 use crate::final_aggregate::{ClosedWindow, FinalAggregate};
 use crate::output_stage::OutputStage;
+use crate::window_assigner::WindowAssigner;
 use crate::window_operator::{AggregateLayout, FiredWindow};
 
 /// Highest latency the histograms record, in microseconds (one hour).
@@ -36,14 +37,20 @@ pub struct Emitter {
 }
 
 impl Emitter {
+    /// The result side of a shard of `shards`; `layout` is the windowed aggregation, if any
+    /// (an aggregation without a window has no final stage: the window operator refuses it).
     pub fn new(
         shards: usize,
         layout: Option<std::sync::Arc<AggregateLayout>>,
         output: OutputStage,
         sink: Box<dyn Sink>,
     ) -> Self {
+        let final_stage = layout.and_then(|l| {
+            let spec = l.aggregation.window?;
+            Some((l, FinalAggregate::new(shards, WindowAssigner::new(&spec))))
+        });
         Emitter {
-            final_stage: layout.map(|l| (l, FinalAggregate::new(shards))),
+            final_stage,
             output,
             sink,
             closed: Vec::new(),
@@ -69,6 +76,7 @@ impl Emitter {
             .unwrap_or(0)
     }
 
+    /// Panes held by the final stage (for TUMBLE, windows).
     pub fn open_windows(&self) -> usize {
         self.final_stage
             .as_ref()
@@ -100,7 +108,7 @@ impl Emitter {
         }
     }
 
-    /// A shard's watermark: fires the windows it completes into the sink.
+    /// A shard's watermark: emits the windows it completes into the sink.
     pub fn on_watermark(
         &mut self,
         from: usize,
@@ -111,7 +119,7 @@ impl Emitter {
         let Some((layout, f)) = &mut self.final_stage else {
             return Ok(());
         };
-        f.on_watermark(from, watermark, idle, at, &mut self.closed);
+        f.on_watermark(layout, from, watermark, idle, at, &mut self.closed);
         if self.closed.is_empty() {
             return Ok(());
         }

@@ -1,10 +1,14 @@
-//! What shards send each other: partial window aggregates for the keys another shard owns,
-//! and watermarks. Messages travel on bounded single-producer rings (`exchange_link.rs`), one per
-//! ordered pair of shards; a message is owned by its receiver.
+//! What shards send each other: partial aggregates of *panes* (see `window_assigner.rs`; for
+//! TUMBLE a pane is a window) for the keys another shard owns, and watermarks. Messages
+//! travel on bounded single-producer rings (`exchange_link.rs`), one per ordered pair of
+//! shards; a message is owned by its receiver. A pane crosses once, whatever the number of
+//! windows holding it.
 //!
-//! Invariant: on every channel a shard sends all partials of a window before the watermark
-//! that passes the window's end, so a receiver that has seen every shard's watermark pass a
-//! window's end has every partial of it.
+//! Invariant: on every channel a shard sends a pane's partial before the watermark that
+//! passes the pane's end, except a pane reopened by an event that came later (HOP, CUMULATE:
+//! its last window had not fired), which goes before the shard's next watermark. So a
+//! receiver that has seen every shard's watermark pass a window's end has every partial of
+//! it, and a reopened pane only reaches windows that were not emitted yet.
 
 use std::time::Instant;
 
@@ -12,9 +16,10 @@ use crate::accumulator::{Slot, StringStore};
 use crate::group_table::GroupTable;
 use crate::window_operator::{AggregateLayout, FiredWindow};
 
-/// The partial aggregates of one window for the keys one shard owns.
+/// The partial aggregates of one pane for the keys one shard owns.
 #[derive(Debug, Default, Clone)]
 pub struct PartialWindow {
+    /// The pane's bounds `[start, end)`.
     pub start: i64,
     pub end: i64,
     /// Encoded group keys, back to back; group `i` ends at `key_ends[i]`.
@@ -72,14 +77,17 @@ pub enum ExchangeMsg {
     },
     /// The sender took its part of checkpoint `epoch`: what it sends after this is not in
     /// that checkpoint (see `exchange_link.rs`).
-    Barrier { from: usize, epoch: u64 },
+    Barrier {
+        from: usize,
+        epoch: u64,
+    },
     /// The sender sends nothing more.
     Done {
         from: usize,
     },
 }
 
-/// Splits a locally fired window into one partial per owning shard (empty ones omitted).
+/// Splits a locally fired pane into one partial per owning shard (empty ones omitted).
 pub fn split_by_owner(
     layout: &AggregateLayout,
     window: &FiredWindow,

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::job::{assign_partitions, PreparedJob};
-use crate::plan::{AggFunc, WindowKind};
+use crate::plan::{AggFunc, WindowKind, WindowSpec};
 use crate::sql::explain_expr;
 
 /// Renders the plan: operators per shard, partitions per core, what crosses cores.
@@ -80,27 +80,26 @@ pub fn explain(job: &PreparedJob, pin_cores: bool) -> String {
             .aggregates
             .iter()
             .map(|c| {
-                let f = match c.func {
-                    AggFunc::Count => "COUNT",
-                    AggFunc::Sum => "SUM",
-                    AggFunc::Avg => "AVG",
-                    AggFunc::Min => "MIN",
-                    AggFunc::Max => "MAX",
+                let f = c.func.sql_name();
+                let distinct = if c.func == AggFunc::CountDistinct {
+                    "DISTINCT "
+                } else {
+                    ""
                 };
                 match &c.arg {
-                    Some(e) => format!("{f}({})", explain_expr(e)),
+                    Some(e) => format!("{f}({distinct}{})", explain_expr(e)),
                     None => format!("{f}(*)"),
                 }
             })
             .collect();
-        let window = match a.window.map(|w| w.kind) {
-            Some(WindowKind::Tumble { size_ms }) => format!("TUMBLE {size_ms} ms"),
+        let window = match &a.window {
+            Some(w) => explain_window(w),
             None => "no window".into(),
         };
         line(
             &mut s,
             format!(
-                "partial window aggregate ({window}) by [{}]: {} (state in a bumpalo arena per window)",
+                "partial window aggregate ({window}) by [{}]: {} (each event updates one pane; state in a bumpalo arena per pane)",
                 keys.join(", "),
                 aggs.join(", ")
             ),
@@ -109,7 +108,7 @@ pub fn explain(job: &PreparedJob, pin_cores: bool) -> String {
             line(
                 &mut s,
                 format!(
-                    "exchange: when the shard watermark passes a window's end, its partial \
+                    "exchange: when the shard watermark passes a pane's end, its partial \
                      aggregates go to the shard owning each key (hash of the key mod {}), \
                      followed by the watermark, over bounded core-to-core queues",
                     job.shards
@@ -118,7 +117,7 @@ pub fn explain(job: &PreparedJob, pin_cores: bool) -> String {
         }
         line(
             &mut s,
-            "final aggregate: merge partials; a window fires once every shard's watermark has passed its end"
+            "final aggregate: merge partial panes; once every shard's watermark has passed a window's end, the window is assembled from its panes and fires; a pane is freed after its last window"
                 .into(),
         );
         if let Some(h) = &a.having {
@@ -134,4 +133,62 @@ pub fn explain(job: &PreparedJob, pin_cores: bool) -> String {
     line(&mut s, format!("project: {}", proj.join(", ")));
     line(&mut s, format!("sink: {}", job.sink_table.name));
     s
+}
+
+/// The window of an aggregation: kind, lengths, offset and panes (`TUMBLE 1000 ms`,
+/// `HOP size 10000 ms, slide 2000 ms; panes of 2000 ms, 5 per window`).
+pub fn explain_window(w: &WindowSpec) -> String {
+    let mut text = match w.kind {
+        WindowKind::Tumble { size_ms } => format!("TUMBLE {size_ms} ms; one pane per window"),
+        WindowKind::Hop { size_ms, slide_ms } => format!(
+            "HOP size {size_ms} ms, slide {slide_ms} ms; panes of {slide_ms} ms, {} per window",
+            size_ms / slide_ms
+        ),
+        WindowKind::Cumulate {
+            step_ms,
+            max_size_ms,
+        } => format!(
+            "CUMULATE max size {max_size_ms} ms, step {step_ms} ms; panes of {step_ms} ms, 1 to {} per window",
+            max_size_ms / step_ms
+        ),
+    };
+    if w.offset_ms != 0 {
+        text.push_str(&format!("; offset {} ms", w.offset_ms));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: WindowKind, offset_ms: i64) -> WindowSpec {
+        WindowSpec {
+            kind,
+            time_column: 3,
+            offset_ms,
+        }
+    }
+
+    #[test]
+    fn windows_name_kind_lengths_and_panes() {
+        let tumble = explain_window(&spec(WindowKind::Tumble { size_ms: 1_000 }, 0));
+        assert_eq!(tumble, "TUMBLE 1000 ms; one pane per window");
+        let hop = WindowKind::Hop {
+            size_ms: 10_000,
+            slide_ms: 2_000,
+        };
+        assert_eq!(
+            explain_window(&spec(hop, 500)),
+            "HOP size 10000 ms, slide 2000 ms; panes of 2000 ms, 5 per window; offset 500 ms"
+        );
+        let cumulate = WindowKind::Cumulate {
+            step_ms: 1_000,
+            max_size_ms: 60_000,
+        };
+        assert_eq!(
+            explain_window(&spec(cumulate, 0)),
+            "CUMULATE max size 60000 ms, step 1000 ms; panes of 1000 ms, 1 to 60 per window"
+        );
+    }
 }

@@ -1,8 +1,20 @@
 //! The final stage of a windowed aggregate on the shard that owns a set of keys: merges the
-//! partials of every shard and fires a window once every shard's watermark has passed it.
+//! pane partials of every shard, and once every shard's watermark has passed a window's end,
+//! assembles that window from its panes and emits it.
 //!
-//! Invariant: a window fires here at most once; partials that arrive for a window already
-//! fired are counted and dropped, never merged.
+//! State is kept by *pane* (see `window_assigner.rs`): a partial from a shard is one pane
+//! (TUMBLE: one window; HOP: one slide; CUMULATE: one step), merged into the pane here. When
+//! the global watermark passes a window end, the one window ending there is assembled by
+//! merging the groups of its panes with `Accumulator::merge` (for TUMBLE, and whenever a
+//! window is exactly one pane no other window needs, the pane is handed over whole). A pane is
+//! freed once the last window holding it has been emitted; a window none of whose panes holds
+//! a group emits nothing.
+//!
+//! Invariant: a window is emitted here at most once; a partial that arrives for a pane whose
+//! windows were all emitted is counted and dropped, never merged, and a pane merged after some
+//! of its windows were emitted only reaches the windows not emitted yet.
+//! Invariant (checkpoints): every group changed in a held pane is marked dirty, and a freed
+//! pane that had chunks in the state store is recorded in `removed`.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -10,6 +22,7 @@ use std::time::Instant;
 use crate::exchange::PartialWindow;
 use crate::group_table::GroupTable;
 use crate::watermark::WATERMARK_MIN;
+use crate::window_assigner::WindowAssigner;
 use crate::window_operator::{AggregateLayout, FiredWindow};
 
 #[derive(Debug, Clone, Copy)]
@@ -27,24 +40,30 @@ pub struct ClosedWindow {
 
 /// Final window state of one shard for the keys it owns.
 pub struct FinalAggregate {
-    windows: BTreeMap<i64, FiredWindow>,
+    assigner: WindowAssigner,
+    /// Panes by start, each held until the last window holding it has been emitted.
+    panes: BTreeMap<i64, FiredWindow>,
     peers: Vec<PeerClock>,
-    /// The global watermark up to which windows have fired.
+    /// The global watermark up to which windows have been emitted.
     fired_up_to: i64,
-    /// Partial groups that arrived after their window had fired (dropped).
+    /// Partial groups that arrived after every window of their pane had been emitted
+    /// (dropped).
     pub late_partial_groups: u64,
     /// After recovery: per shard of the run that wrote the checkpoint, the watermark up to
-    /// which it had emitted windows. A group whose old owner had emitted its window is dropped
-    /// (its result is already published), whatever the new shards' watermarks say.
+    /// which it had emitted windows. A group whose old owner had emitted a window is left out
+    /// of that window (its result is already published), whatever the new shards' watermarks
+    /// say; a group whose old owner had emitted every window of its pane is dropped.
     restored_floors: Vec<i64>,
-    /// Windows fired since the last checkpoint that had chunks in the state store.
+    /// Panes freed since the last checkpoint that had chunks in the state store.
     removed: Vec<(i64, i64, u32)>,
 }
 
 impl FinalAggregate {
-    pub fn new(shards: usize) -> Self {
+    /// The final stage of a query on `shards` shards whose windows `assigner` describes.
+    pub fn new(shards: usize, assigner: WindowAssigner) -> Self {
         FinalAggregate {
-            windows: BTreeMap::new(),
+            assigner,
+            panes: BTreeMap::new(),
             peers: vec![
                 PeerClock {
                     watermark: WATERMARK_MIN,
@@ -64,26 +83,29 @@ impl FinalAggregate {
         self.fired_up_to
     }
 
-    /// Merges a partial of some shard.
+    /// Merges a partial pane of some shard.
     pub fn merge(&mut self, layout: &AggregateLayout, partial: PartialWindow) {
-        if partial.end <= self.fired_up_to {
+        let last_end = self.assigner.last_window_end(partial.start);
+        if last_end <= self.fired_up_to {
             self.late_partial_groups += partial.len() as u64;
             return;
         }
         let stride = layout.stride();
+        let pane_end = self.assigner.pane_end(partial.start);
         let w = self
-            .windows
+            .panes
             .entry(partial.start)
             .or_insert_with(|| FiredWindow {
                 start: partial.start,
-                end: partial.end,
+                end: pane_end,
                 groups: GroupTable::new(stride),
                 bytes: 0,
             });
         for i in 0..partial.len() {
             if !self.restored_floors.is_empty() {
-                let old_owner = AggregateLayout::owner(partial.hashes[i], self.restored_floors.len());
-                if partial.end <= self.restored_floors[old_owner] {
+                let old_owner =
+                    AggregateLayout::owner(partial.hashes[i], self.restored_floors.len());
+                if last_end <= self.restored_floors[old_owner] {
                     self.late_partial_groups += 1;
                     continue;
                 }
@@ -96,8 +118,8 @@ impl FinalAggregate {
             let base = g as usize * stride;
             for (a, acc) in layout.accumulators.iter().enumerate() {
                 let from = partial.slots[i * stride + a];
-                let from_str = (acc.uses_strings() && from.b > 0)
-                    .then(|| &partial.strings[from.a as usize][..]);
+                let from_str =
+                    (acc.uses_strings() && from.b > 0).then(|| &partial.strings[from.a as usize]);
                 let table = &mut w.groups;
                 acc.merge(
                     &mut table.slots[base + a],
@@ -109,17 +131,17 @@ impl FinalAggregate {
         }
     }
 
-    /// Adds a locally fired window directly (the owner of all its keys is this shard).
+    /// Adds a locally fired pane directly (the owner of all its keys is this shard).
     pub fn merge_local(&mut self, layout: &AggregateLayout, window: FiredWindow) {
-        if window.end <= self.fired_up_to {
+        if self.assigner.last_window_end(window.start) <= self.fired_up_to {
             self.late_partial_groups += window.groups.len() as u64;
             return;
         }
         let mut window = window;
         let no_floors = self.restored_floors.is_empty();
-        let window = match self.windows.entry(window.start) {
+        let window = match self.panes.entry(window.start) {
             std::collections::btree_map::Entry::Vacant(v) if no_floors => {
-                // Its chunks in the store (if any) were the open window's; the final stage
+                // Its chunks in the store (if any) were the open pane's; the final stage
                 // writes its own.
                 window.groups.persisted_chunks = 0;
                 window.groups.mark_all_dirty();
@@ -128,7 +150,8 @@ impl FinalAggregate {
             }
             _ => window,
         };
-        // Rare: partials of other shards came first. Merge group by group.
+        // Rare: partials of other shards (or an earlier firing of this pane) came first.
+        // Merge group by group.
         let mut p = PartialWindow {
             start: window.start,
             end: window.end,
@@ -141,9 +164,10 @@ impl FinalAggregate {
         self.merge(layout, p);
     }
 
-    /// Records a shard's watermark and returns the windows it completes, oldest first.
+    /// Records a shard's watermark and returns the windows it completes, by end.
     pub fn on_watermark(
         &mut self,
+        layout: &AggregateLayout,
         from: usize,
         watermark: i64,
         idle: bool,
@@ -169,33 +193,141 @@ impl FinalAggregate {
             return;
         }
         // This message moved the global watermark: the input behind it closed the windows.
-        let closed_at = at;
+        let emitted_up_to = self.fired_up_to;
         self.fired_up_to = min;
+        self.emit_windows(layout, emitted_up_to, min, at, out);
         if !self.restored_floors.is_empty() {
             self.prune_floors();
         }
-        while let Some(e) = self.windows.first_entry() {
-            if e.get().end > min {
+    }
+
+    /// Emits, by end, every window ending in `(after, up_to]` that holds a group, and frees
+    /// the panes all of whose windows are then emitted.
+    fn emit_windows(
+        &mut self,
+        layout: &AggregateLayout,
+        after: i64,
+        up_to: i64,
+        closed_at: Instant,
+        out: &mut Vec<ClosedWindow>,
+    ) {
+        let mut cursor = after;
+        loop {
+            self.free_panes(cursor);
+            let Some(first) = self.panes.values().next() else {
+                break;
+            };
+            // The first window end after the cursor that holds a pane: the first pane's own
+            // end if it has not passed, else the next boundary (panes later in time have no
+            // earlier window ends).
+            let end = if first.end > cursor {
+                first.end
+            } else {
+                match self.assigner.next_window_end_after(cursor) {
+                    Some(end) => end,
+                    None => break,
+                }
+            };
+            if end > up_to || end <= cursor {
                 break;
             }
-            let window = e.remove();
-            if window.groups.persisted_chunks > 0 {
-                self.removed.push((window.start, window.end, window.groups.persisted_chunks));
+            let start = self.assigner.window_start_of_end(end);
+            if self.assigner.one_pane_per_window() && self.restored_floors.is_empty() {
+                // The window is its one pane and no other window needs it: hand it over.
+                if let Some(e) = self.panes.first_entry() {
+                    debug_assert_eq!((e.get().start, e.get().end), (start, end));
+                    let window = e.remove();
+                    self.note_removed(&window);
+                    if !window.groups.is_empty() {
+                        out.push(ClosedWindow { window, closed_at });
+                    }
+                }
+            } else {
+                let window = self.assemble(layout, start, end);
+                if !window.groups.is_empty() {
+                    out.push(ClosedWindow { window, closed_at });
+                }
             }
-            out.push(ClosedWindow { window, closed_at });
+            cursor = end;
+        }
+        self.free_panes(up_to);
+    }
+
+    /// The window `[start, end)`: the groups of its panes merged (leaving out, after
+    /// recovery, groups whose old owner had already emitted it).
+    fn assemble(&self, layout: &AggregateLayout, start: i64, end: i64) -> FiredWindow {
+        let stride = layout.stride();
+        let mut table = GroupTable::new(stride);
+        let mut bytes = 0;
+        let floors = &self.restored_floors;
+        for pane in self.panes.range(start..end).map(|(_, p)| p) {
+            let from = &pane.groups;
+            for g in 0..from.len() as u32 {
+                let hash = from.hash(g);
+                if !floors.is_empty() && end <= floors[AggregateLayout::owner(hash, floors.len())] {
+                    continue;
+                }
+                let key = from.key(g);
+                let (t, new) = table.find_or_insert(key, hash);
+                if new {
+                    bytes += key.len() + stride * 16 + 40;
+                }
+                let base = t as usize * stride;
+                for (a, (acc, slot)) in layout
+                    .accumulators
+                    .iter()
+                    .zip(from.group_slots(g))
+                    .enumerate()
+                {
+                    let from_str =
+                        (acc.uses_strings() && slot.b > 0).then(|| &from.strings[slot.a as usize]);
+                    acc.merge(
+                        &mut table.slots[base + a],
+                        *slot,
+                        from_str,
+                        &mut table.strings,
+                    );
+                }
+            }
+        }
+        FiredWindow {
+            start,
+            end,
+            groups: table,
+            bytes,
         }
     }
 
+    /// Frees, oldest first, the panes whose last window ends at or before `emitted_up_to`
+    /// (the last window end grows with the pane start, so they are the first ones).
+    fn free_panes(&mut self, emitted_up_to: i64) {
+        while let Some(e) = self.panes.first_entry() {
+            if self.assigner.last_window_end(e.get().start) > emitted_up_to {
+                break;
+            }
+            let pane = e.remove();
+            self.note_removed(&pane);
+        }
+    }
+
+    fn note_removed(&mut self, pane: &FiredWindow) {
+        if pane.groups.persisted_chunks > 0 {
+            self.removed
+                .push((pane.start, pane.end, pane.groups.persisted_chunks));
+        }
+    }
+
+    /// Panes held (for TUMBLE, windows).
     pub fn open_windows(&self) -> usize {
-        self.windows.len()
+        self.panes.len()
     }
 
-    /// The windows waiting for other shards' watermarks, oldest first (for checkpoints).
+    /// The panes held, oldest first (for checkpoints).
     pub fn windows_mut(&mut self) -> impl Iterator<Item = &mut FiredWindow> {
-        self.windows.values_mut()
+        self.panes.values_mut()
     }
 
-    /// Windows emitted since the last call that had chunks in the state store.
+    /// Panes freed since the last call that had chunks in the state store.
     pub fn take_removed(&mut self) -> Vec<(i64, i64, u32)> {
         std::mem::take(&mut self.removed)
     }
@@ -213,3 +345,7 @@ impl FinalAggregate {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "final_aggregate_tests.rs"]
+mod tests;

@@ -20,7 +20,8 @@ pub struct GroupTable {
     /// `stride` slots per group.
     pub slots: Vec<Slot>,
     pub stride: usize,
-    /// Strings of MIN/MAX over strings.
+    /// Side state of the aggregates whose state is not two words (MIN/MAX strings,
+    /// COUNT(DISTINCT), FIRST/LAST_VALUE, STDDEV/VAR, APPROX_COUNT_DISTINCT).
     pub strings: StringStore,
     /// One bit per chunk of [`GROUP_CHUNK`] groups changed since the last checkpoint.
     dirty_chunks: Vec<u64>,
@@ -139,13 +140,13 @@ impl GroupTable {
         &self.slots[s..s + self.stride]
     }
 
-    /// Bytes held by this table (arena, index, slots, strings), for the state limit.
+    /// Bytes held by this table (arena, index, slots, side state), for the state limit.
     pub fn bytes(&self) -> usize {
         self.arena.allocated_bytes()
             + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
             + self.keys.capacity() * std::mem::size_of::<(NonNull<u8>, usize, u64)>()
             + self.slots.capacity() * std::mem::size_of::<Slot>()
-            + self.strings.iter().map(|s| s.len() + 16).sum::<usize>()
+            + self.strings.iter().map(|s| s.bytes()).sum::<usize>()
     }
 }
 

@@ -229,12 +229,11 @@ pub fn prepare(program: &Program, opts: &JobOptions) -> Result<PreparedJob> {
             connector_registry::source_factory(&source_table, shards, opts.limits.record_bytes_max)?
         }
     };
-    let checkpoint =
-        CheckpointConfig::from_settings(
-            &program.settings,
-            opts.checkpoint.as_ref(),
-            &opts.checkpoint_tuning,
-        )?;
+    let checkpoint = CheckpointConfig::from_settings(
+        &program.settings,
+        opts.checkpoint.as_ref(),
+        &opts.checkpoint_tuning,
+    )?;
     let sink = match &opts.sink_override {
         Some(s) => s.clone(),
         None => connector_registry::sink_factory(
@@ -331,7 +330,10 @@ fn start_checkpoints(
         if Some(g) != old_generation {
             let dir = generation_dir(&cfg.dir, g);
             std::fs::remove_dir_all(&dir).map_err(|e| {
-                EngineError::io(format!("cannot remove stale checkpoints {}", dir.display()), e)
+                EngineError::io(
+                    format!("cannot remove stale checkpoints {}", dir.display()),
+                    e,
+                )
             })?;
         }
     }
@@ -339,7 +341,7 @@ fn start_checkpoints(
     let committed = last.as_ref().map_or(0, |m| m.epoch);
     job.sink.recover_epochs(last.as_ref().map(|m| m.epoch))?;
     let control = Arc::new(EpochControl::new(n, committed));
-    let (mut partials, floors, clocks) = match restored {
+    let (partials, floors, clocks) = match restored {
         Some(r) => {
             let per_shard = match &layout {
                 Some(l) => restore::split_for_shards(l, r.partials, n),
@@ -351,7 +353,7 @@ fn start_checkpoints(
     };
     let mut shards = Vec::with_capacity(n);
     let mut resume = Vec::with_capacity(n);
-    for shard in 0..n {
+    for (shard, restored) in partials.into_iter().enumerate() {
         let parts = assign_partitions(&job.partitions, shard, n);
         let (offsets, ts_max): (Option<Vec<i64>>, Vec<i64>) = match &clocks {
             Some(c) => {
@@ -381,7 +383,7 @@ fn start_checkpoints(
             store: cfg.store.clone(),
             committed,
             query: query.clone(),
-            restored: std::mem::take(&mut partials[shard]),
+            restored,
             floors: floors.clone(),
             ts_max,
         });
@@ -438,7 +440,10 @@ pub fn run_prepared(job: PreparedJob, opts: &JobOptions) -> Result<JobReport> {
         None => vec![None; n],
     };
     let mut setups: Vec<Option<ShardCheckpointSetup>> = match &mut checkpoints {
-        Some(c) => std::mem::take(&mut c.shards).into_iter().map(Some).collect(),
+        Some(c) => std::mem::take(&mut c.shards)
+            .into_iter()
+            .map(Some)
+            .collect(),
         None => (0..n).map(|_| None).collect(),
     };
     let mut handles = Vec::with_capacity(n);
@@ -451,9 +456,7 @@ pub fn run_prepared(job: PreparedJob, opts: &JobOptions) -> Result<JobReport> {
             source: job.source.clone(),
             sink: job.sink.clone(),
             partitions: assign_partitions(&job.partitions, shard, n),
-            resume: checkpoints
-                .as_ref()
-                .and_then(|c| c.resume[shard].clone()),
+            resume: checkpoints.as_ref().and_then(|c| c.resume[shard].clone()),
             limits: opts.limits.clone(),
             idle_timeout: job.idle_timeout,
             stop: opts.stop.clone(),

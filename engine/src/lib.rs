@@ -29,9 +29,9 @@ pub mod serve_prometheus;
 pub mod shard;
 pub mod sql;
 pub mod summary;
-pub mod tumbling_window;
 pub mod tune;
 pub mod watermark;
+pub mod window_assigner;
 pub mod window_operator;
 
 pub use error::{EngineError, Result};

@@ -16,7 +16,8 @@ pub struct Limits {
     pub state_bytes_max: usize,
     /// Groups (distinct key and window pairs) held by one shard.
     pub state_groups_max: usize,
-    /// Open windows of one shard (windows not yet fired).
+    /// Open panes of one shard (panes not yet sent; a TUMBLE window is one pane, a HOP or
+    /// CUMULATE window is made of slide- or step-long panes).
     pub windows_open_max: usize,
     /// Messages in flight on one core-to-core queue.
     pub exchange_queue_max: usize,

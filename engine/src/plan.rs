@@ -101,11 +101,49 @@ pub enum Expr {
     },
 }
 
-/// Window kinds. Later windows (HOP, SESSION, CUMULATE) add variants here.
+/// Window kinds. Every kind is computed from *panes*: tumbling windows of
+/// [`WindowKind::pane_ms`] that each event updates exactly one of; a window is the union of
+/// the panes it covers (see `window_assigner.rs`). SESSION windows would add a variant here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowKind {
     /// Tumbling windows `[start, start + size)` with `start = ts - (ts - offset) mod size`.
+    /// One pane per window.
     Tumble { size_ms: i64 },
+    /// Hopping windows `[start, start + size)` starting every `slide_ms` (at `offset + k *
+    /// slide`); `size_ms` is a multiple of `slide_ms` and the panes are `slide_ms` long.
+    Hop { size_ms: i64, slide_ms: i64 },
+    /// Cumulating windows: every `max_size_ms` (at `offset + k * max_size`) a cycle starts,
+    /// and its windows `[cycle, cycle + j * step)` for `j = 1 ..= max_size / step` end every
+    /// `step_ms`; `max_size_ms` is a multiple of `step_ms` and the panes are `step_ms` long.
+    Cumulate { step_ms: i64, max_size_ms: i64 },
+}
+
+impl WindowKind {
+    /// The pane length: TUMBLE size, HOP slide, CUMULATE step.
+    pub fn pane_ms(&self) -> i64 {
+        match *self {
+            WindowKind::Tumble { size_ms } => size_ms,
+            WindowKind::Hop { slide_ms, .. } => slide_ms,
+            WindowKind::Cumulate { step_ms, .. } => step_ms,
+        }
+    }
+
+    /// The length of the longest window: TUMBLE and HOP size, CUMULATE max size.
+    pub fn size_ms(&self) -> i64 {
+        match *self {
+            WindowKind::Tumble { size_ms } | WindowKind::Hop { size_ms, .. } => size_ms,
+            WindowKind::Cumulate { max_size_ms, .. } => max_size_ms,
+        }
+    }
+
+    /// The SQL name of the window function.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WindowKind::Tumble { .. } => "TUMBLE",
+            WindowKind::Hop { .. } => "HOP",
+            WindowKind::Cumulate { .. } => "CUMULATE",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,9 +152,14 @@ pub struct WindowSpec {
     /// Index of the event-time column in the source schema. Must be the column the source
     /// table's WATERMARK is declared on.
     pub time_column: usize,
+    /// Shift of the window grid, normalised by the planner to `[0, size)` for TUMBLE,
+    /// `[0, slide)` for HOP and `[0, max_size)` for CUMULATE.
     pub offset_ms: i64,
 }
 
+/// Aggregate functions. Every aggregate skips NULL arguments; `agg(x) FILTER (WHERE c)` is
+/// planned as `agg(CASE WHEN c THEN x END)` (and `COUNT(*) FILTER (WHERE c)` as
+/// `COUNT(CASE WHEN c THEN TRUE END)`), so the executor needs no filter of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AggFunc {
     /// COUNT(*) when `arg` is None, else COUNT(arg): non-null values.
@@ -125,15 +168,65 @@ pub enum AggFunc {
     Avg,
     Min,
     Max,
+    /// COUNT(DISTINCT arg): exact, a set of values per group (counted in the state bytes).
+    CountDistinct,
+    /// FIRST_VALUE(arg): the value of the row with the smallest event time; rows with the
+    /// same event time are ordered by value (the smallest wins), so the result does not
+    /// depend on arrival order, partitions or shards.
+    FirstValue,
+    /// LAST_VALUE(arg): the value of the row with the largest event time; ties go to the
+    /// largest value (the mirror of FIRST_VALUE).
+    LastValue,
+    /// Population standard deviation (Welford update, Chan merge).
+    StddevPop,
+    /// Sample standard deviation; NULL for fewer than two values.
+    StddevSamp,
+    /// Population variance.
+    VarPop,
+    /// Sample variance; NULL for fewer than two values.
+    VarSamp,
+    /// APPROX_COUNT_DISTINCT(arg): HyperLogLog with 4096 registers (standard error about
+    /// 1.6 %).
+    ApproxCountDistinct,
+}
+
+impl AggFunc {
+    /// The SQL name, as in a query.
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            AggFunc::Count | AggFunc::CountDistinct => "COUNT",
+            AggFunc::Sum => "SUM",
+            AggFunc::Avg => "AVG",
+            AggFunc::Min => "MIN",
+            AggFunc::Max => "MAX",
+            AggFunc::FirstValue => "FIRST_VALUE",
+            AggFunc::LastValue => "LAST_VALUE",
+            AggFunc::StddevPop => "STDDEV_POP",
+            AggFunc::StddevSamp => "STDDEV_SAMP",
+            AggFunc::VarPop => "VAR_POP",
+            AggFunc::VarSamp => "VAR_SAMP",
+            AggFunc::ApproxCountDistinct => "APPROX_COUNT_DISTINCT",
+        }
+    }
+
+    /// Whether the result is never NULL (counts).
+    pub fn is_count(self) -> bool {
+        matches!(
+            self,
+            AggFunc::Count | AggFunc::CountDistinct | AggFunc::ApproxCountDistinct
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AggCall {
     pub func: AggFunc,
-    /// Over the filtered source schema. None only for COUNT(*).
+    /// Over the filtered source schema. None only for COUNT(*). A FILTER clause is folded in
+    /// (see [`AggFunc`]).
     pub arg: Option<Expr>,
-    /// COUNT: Int64. SUM: Int64 for integer args, Float64 for floating ones. AVG: Float64.
-    /// MIN/MAX: the argument's type.
+    /// COUNT, COUNT(DISTINCT), APPROX_COUNT_DISTINCT: Int64. SUM: Int64 for integer args,
+    /// Float64 for floating ones. AVG, STDDEV_*, VAR_*: Float64. MIN/MAX/FIRST_VALUE/
+    /// LAST_VALUE: the argument's type.
     pub output_type: DataType,
 }
 
@@ -162,7 +255,7 @@ impl Aggregation {
             fields.push(Field::new("window_end", ts, false));
         }
         for (a, name) in self.aggregates.iter().zip(&self.agg_names) {
-            let nullable = a.func != AggFunc::Count;
+            let nullable = !a.func.is_count();
             fields.push(Field::new(name, a.output_type.clone(), nullable));
         }
         Arc::new(Schema::new(fields))

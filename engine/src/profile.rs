@@ -21,9 +21,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
+use crate::checkpoint::CheckpointTuning;
 use crate::error::{EngineError, Result};
 use crate::job::{available_cores, JobOptions};
-use crate::checkpoint::CheckpointTuning;
 use crate::limits::Limits;
 use spillway_state::StoreOptions;
 
@@ -400,11 +400,17 @@ mod tests {
             "t.toml",
         )
         .expect("profile");
-        assert_eq!(p.checkpoint.interval, Some(std::time::Duration::from_millis(250)));
+        assert_eq!(
+            p.checkpoint.interval,
+            Some(std::time::Duration::from_millis(250))
+        );
         assert_eq!(p.checkpoint.store.io_depth_max, 64);
         assert_eq!(p.checkpoint.dir.as_deref(), Some(Path::new("/var/lib/x")));
         let e = err("[checkpoint]\ninterval_ms = 1\n");
-        assert!(e.contains("t.toml") && e.contains("[checkpoint]") && e.contains("out of range"), "{e}");
+        assert!(
+            e.contains("t.toml") && e.contains("[checkpoint]") && e.contains("out of range"),
+            "{e}"
+        );
         let e = err("[checkpoint]\nio_uring_depth = 0\n");
         assert!(e.contains("io_depth_max"), "{e}");
         let e = err("[checkpoint]\ncheckpoints_retained = 1\n");

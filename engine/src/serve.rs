@@ -24,8 +24,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
-use crate::error::EngineError;
 use crate::checkpoint::CheckpointConfig;
+use crate::error::EngineError;
 use crate::job::{prepare, run_prepared, JobOptions, JobReport, PreparedJob};
 use crate::metrics::JobMetrics;
 use crate::profile::Profile;
@@ -219,10 +219,14 @@ fn plan_jobs(config: &ServeConfig) -> Result<Vec<(String, PreparedJob, JobOption
             ..base.clone()
         };
         if let Some(dir) = &config.state_dir {
-            let interval = opts.checkpoint_tuning.interval.unwrap_or(Duration::from_millis(
-                crate::checkpoint::config::INTERVAL_MS_DEFAULT,
-            ));
-            let mut cfg = CheckpointConfig::new(dir.join(&q.job), interval).map_err(ctx(what.clone()))?;
+            let interval = opts
+                .checkpoint_tuning
+                .interval
+                .unwrap_or(Duration::from_millis(
+                    crate::checkpoint::config::INTERVAL_MS_DEFAULT,
+                ));
+            let mut cfg =
+                CheckpointConfig::new(dir.join(&q.job), interval).map_err(ctx(what.clone()))?;
             cfg.store = opts.checkpoint_tuning.store.clone();
             opts.checkpoint = Some(cfg);
         }

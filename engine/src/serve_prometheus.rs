@@ -107,8 +107,18 @@ type CheckpointCell = fn(&crate::metrics::CheckpointMetrics) -> &std::sync::atom
 
 /// Job-level checkpoint series: name, type, help, cell.
 const CHECKPOINT_METRICS: &[(&str, &str, &str, CheckpointCell)] = &[
-    ("spillway_checkpoints_total", "counter", "Checkpoints committed.", |c| &c.committed_total),
-    ("spillway_checkpoint_epoch", "gauge", "Epoch of the last committed checkpoint.", |c| &c.epoch),
+    (
+        "spillway_checkpoints_total",
+        "counter",
+        "Checkpoints committed.",
+        |c| &c.committed_total,
+    ),
+    (
+        "spillway_checkpoint_epoch",
+        "gauge",
+        "Epoch of the last committed checkpoint.",
+        |c| &c.epoch,
+    ),
     (
         "spillway_checkpoint_duration_us",
         "gauge",
@@ -155,7 +165,11 @@ pub fn render(jobs: &[JobSample<'_>]) -> String {
             out.push_str(name);
             out.push_str("{job=\"");
             push_label_value(&mut out, &j.metrics.job);
-            let _ = writeln!(out, "\"}} {}", value(&j.metrics.checkpoints).load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "\"}} {}",
+                value(&j.metrics.checkpoints).load(Ordering::Relaxed)
+            );
         }
     }
 

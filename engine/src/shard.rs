@@ -324,7 +324,9 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
             // window has been emitted (so the final checkpoint covers all results).
             if !quiescent
                 && !reading
-                && (!ended || layout.is_none() || emitter.borrow().global_watermark() == WATERMARK_MAX)
+                && (!ended
+                    || layout.is_none()
+                    || emitter.borrow().global_watermark() == WATERMARK_MAX)
             {
                 cp.set_quiescent();
                 quiescent = true;
@@ -402,8 +404,16 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
             }
             // Checkpointing: emit everything now, then keep answering checkpoints until the
             // final one, which covers these results.
-            fire_all(shard, ctx.shards, &mut window_op, &layout, &mut links, &emitter, &mut fired)
-                .await?;
+            fire_all(
+                shard,
+                ctx.shards,
+                &mut window_op,
+                &layout,
+                &mut links,
+                &emitter,
+                &mut fired,
+            )
+            .await?;
             reading = false;
             ended = true;
             continue;
@@ -417,8 +427,16 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
 
     // Bounded input ends with a final watermark of +infinity: every open window fires.
     if report.finished && !ended {
-        fire_all(shard, ctx.shards, &mut window_op, &layout, &mut links, &emitter, &mut fired)
-            .await?;
+        fire_all(
+            shard,
+            ctx.shards,
+            &mut window_op,
+            &layout,
+            &mut links,
+            &emitter,
+            &mut fired,
+        )
+        .await?;
     }
     links.say_done(shard, &emitter).await;
     links.drain_until_done(&emitter).await?;

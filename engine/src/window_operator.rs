@@ -1,9 +1,16 @@
-//! The windowed aggregate of one shard: rows in, partial (or, on one shard, final) window
-//! results out when the watermark passes a window's end.
+//! The windowed aggregate of one shard: rows in, partial pane results out when the watermark
+//! passes a pane's end.
 //!
-//! Invariant: a window's state is created only while the shard's watermark is below its end,
-//! and is dropped (its arena freed) exactly when it fires; an event for a fired window is
-//! counted late and never updates anything.
+//! The shard keeps *panes* (see `window_assigner.rs`): each event updates exactly one pane,
+//! whatever the number of windows holding it (TUMBLE: the window itself; HOP: the slide;
+//! CUMULATE: the step). The final stage (`final_aggregate.rs`) assembles windows from panes.
+//! `windows_open_max` bounds the panes open on one shard.
+//!
+//! Invariant: an event is counted late and dropped, updating nothing, when the last window
+//! holding it ends at or before the late watermark (for TUMBLE: its window's end). Otherwise it
+//! updates its pane, which is created if needed, even one that already fired here (HOP and
+//! CUMULATE: windows of the pane that have not fired yet still need the event); a pane is
+//! dropped (its arena freed) exactly when it fires.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +24,7 @@ use crate::error::{EngineError, Result};
 use crate::group_table::GroupTable;
 use crate::limits::Limits;
 use crate::plan::Aggregation;
-use crate::tumbling_window::WindowAssigner;
+use crate::window_assigner::WindowAssigner;
 
 /// Seeds of the group-key hash: fixed, so every shard routes a key to the same owner.
 const KEY_HASH_SEEDS: (u64, u64, u64, u64) = (
@@ -27,7 +34,7 @@ const KEY_HASH_SEEDS: (u64, u64, u64, u64) = (
     0x1656_67b1_9e37_79f9,
 );
 
-/// A fired window with all its groups.
+/// A pane (or, out of the final stage, a window) with all its groups.
 pub struct FiredWindow {
     pub start: i64,
     pub end: i64,
@@ -125,17 +132,18 @@ pub struct WindowStats {
     pub groups_fired: u64,
 }
 
-/// Open windows of one shard and their groups.
+/// Open panes of one shard and their groups.
 pub struct WindowOperator {
     pub layout: Arc<AggregateLayout>,
     assigner: WindowAssigner,
     time_column: usize,
+    /// Open panes by start.
     windows: BTreeMap<i64, FiredWindow>,
     groups_total: usize,
     bytes_total: usize,
     limits: Limits,
     pub stats: WindowStats,
-    /// Windows fired since the last checkpoint that had chunks in the state store.
+    /// Panes fired since the last checkpoint that had chunks in the state store.
     removed: Vec<(i64, i64, u32)>,
     // Buffers reused from batch to batch.
     rows: Option<Rows>,
@@ -168,6 +176,7 @@ impl WindowOperator {
         })
     }
 
+    /// Open panes (for TUMBLE, windows).
     pub fn open_windows(&self) -> usize {
         self.windows.len()
     }
@@ -180,7 +189,7 @@ impl WindowOperator {
         self.bytes_total
     }
 
-    /// Adds the rows of `batch` (the filtered source schema) to their windows. Rows whose
+    /// Adds the rows of `batch` (the filtered source schema) to their panes. Rows whose last
     /// window ended at or before `late_watermark` are counted late and dropped.
     pub fn process(&mut self, batch: &RecordBatch, late_watermark: i64) -> Result<()> {
         let n = batch.num_rows();
@@ -219,18 +228,18 @@ impl WindowOperator {
             .zip(&layout.accumulators)
             .map(|(a, acc)| {
                 let v = a.arg.as_ref().map(|e| e.evaluate(batch)).transpose()?;
-                acc.prepare(v.as_ref())
+                acc.prepare(v.as_ref(), ts_col)
             })
             .collect::<Result<Vec<_>>>()?;
 
-        // Bucket the rows by window (a batch usually spans one to three windows).
+        // Bucket the rows by pane (a batch usually spans one to three panes).
         for b in &mut self.buckets {
             b.1.clear();
         }
         let mut last = usize::MAX;
         for (i, &t) in ts.iter().enumerate() {
-            let (start, end) = self.assigner.assign(t);
-            if end <= late_watermark {
+            let start = self.assigner.pane_start(t);
+            if self.assigner.last_window_end(start) <= late_watermark {
                 self.stats.late_events += 1;
                 continue;
             }
@@ -255,14 +264,15 @@ impl WindowOperator {
                 && self.windows.len() >= self.limits.windows_open_max
             {
                 return Err(EngineError::Limit(format!(
-                    "more than windows_open_max = {} windows are open on one shard; \
-                     is the event time far out of order, or the watermark bound too large?",
-                    self.limits.windows_open_max
+                    "more than windows_open_max = {} panes (windows of {} ms) are open on one \
+                     shard; is the event time far out of order, or the watermark bound too large?",
+                    self.limits.windows_open_max,
+                    self.assigner.pane_ms()
                 )));
             }
             let window = self.windows.entry(*start).or_insert_with(|| FiredWindow {
                 start: *start,
-                end: start.saturating_add(self.assigner.size_ms()),
+                end: self.assigner.pane_end(*start),
                 groups: GroupTable::new(stride),
                 bytes: 0,
             });
@@ -290,7 +300,8 @@ impl WindowOperator {
             }
             for (i, acc) in layout.accumulators.iter().enumerate() {
                 let table = &mut window.groups;
-                acc.update(
+                // Side state (strings, distinct sets, sketches) counts against the limit.
+                let side_bytes = acc.update(
                     &mut table.slots,
                     stride,
                     i,
@@ -299,6 +310,8 @@ impl WindowOperator {
                     args[i].as_ref(),
                     &mut table.strings,
                 );
+                self.bytes_total += side_bytes;
+                window.bytes += side_bytes;
             }
         }
         if self.buckets.len() > 8 {
@@ -319,7 +332,7 @@ impl WindowOperator {
         Ok(())
     }
 
-    /// Removes and returns, oldest first, every window whose end is at or before `watermark`.
+    /// Removes and returns, oldest first, every pane whose end is at or before `watermark`.
     pub fn fire(&mut self, watermark: i64, out: &mut Vec<FiredWindow>) {
         while let Some(entry) = self.windows.first_entry() {
             if entry.get().end > watermark {
@@ -327,7 +340,8 @@ impl WindowOperator {
             }
             let w = entry.remove();
             if w.groups.persisted_chunks > 0 {
-                self.removed.push((w.start, w.end, w.groups.persisted_chunks));
+                self.removed
+                    .push((w.start, w.end, w.groups.persisted_chunks));
             }
             self.groups_total -= w.groups.len();
             self.bytes_total -= w.bytes;
@@ -337,14 +351,117 @@ impl WindowOperator {
         }
     }
 
-    /// The open windows, oldest first (for checkpoints).
+    /// The open panes, oldest first (for checkpoints).
     pub fn windows_mut(&mut self) -> impl Iterator<Item = &mut FiredWindow> {
         self.windows.values_mut()
     }
 
-    /// Windows fired since the last call that had chunks in the state store: (start, end,
+    /// Panes fired since the last call that had chunks in the state store: (start, end,
     /// chunks).
     pub fn take_removed(&mut self) -> Vec<(i64, i64, u32)> {
         std::mem::take(&mut self.removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+
+    /// The operator of `k, COUNT(*), SUM(v)` over 3 s windows every 1 s, and the source
+    /// schema.
+    fn hop_operator() -> (WindowOperator, SchemaRef) {
+        let sql = "CREATE TABLE t (k STRING, v BIGINT, ts TIMESTAMP(3), \
+             WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+             WITH ('connector' = 'filesystem', 'path' = 'unused.jsonl', 'format' = 'json');\n\
+             SELECT k, COUNT(*), SUM(v) FROM t GROUP BY k, HOP(ts, INTERVAL '1' SECOND, INTERVAL '3' SECOND);";
+        let program = crate::sql::parse_program(sql).expect("plans");
+        let schema = program.table("t").expect("table t").schema();
+        let aggregation = program.pipelines[0]
+            .aggregation
+            .as_ref()
+            .expect("aggregation");
+        let layout = Arc::new(AggregateLayout::new(aggregation).expect("layout"));
+        let op = WindowOperator::new(layout, Limits::default()).expect("operator");
+        (op, schema)
+    }
+
+    fn batch(schema: &SchemaRef, rows: &[(&str, i64, i64)]) -> RecordBatch {
+        let k = StringArray::from_iter_values(rows.iter().map(|r| r.0));
+        let v = Int64Array::from_iter_values(rows.iter().map(|r| r.1));
+        let ts = TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.2));
+        RecordBatch::try_new(schema.clone(), vec![Arc::new(k), Arc::new(v), Arc::new(ts)])
+            .expect("batch")
+    }
+
+    /// (pane start, pane end, groups, COUNT(*) over all groups) of fired panes.
+    fn summary(fired: &[FiredWindow]) -> Vec<(i64, i64, usize, u64)> {
+        fired
+            .iter()
+            .map(|w| {
+                let n = (0..w.groups.len() as u32)
+                    .map(|g| w.groups.group_slots(g)[0].a)
+                    .sum();
+                (w.start, w.end, w.groups.len(), n)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_event_updates_one_pane_not_every_window() {
+        let (mut op, schema) = hop_operator();
+        let b = batch(
+            &schema,
+            &[
+                ("a", 1, 100),
+                ("b", 2, 900),
+                ("a", 3, 1_500),
+                ("a", 4, 4_200),
+            ],
+        );
+        op.process(&b, i64::MIN).expect("process");
+        assert_eq!(
+            op.open_windows(),
+            3,
+            "panes [0, 1 s), [1 s, 2 s), [4 s, 5 s)"
+        );
+        assert_eq!(op.groups(), 4, "one group per key and pane, not per window");
+        let mut fired = Vec::new();
+        op.fire(2_000, &mut fired);
+        assert_eq!(
+            summary(&fired),
+            vec![(0, 1_000, 2, 2), (1_000, 2_000, 1, 1)]
+        );
+        assert_eq!(op.open_windows(), 1);
+        assert_eq!(op.stats.windows_fired, 2);
+    }
+
+    #[test]
+    fn late_only_when_the_last_window_has_fired_and_fired_panes_reopen() {
+        let (mut op, schema) = hop_operator();
+        let mut fired = Vec::new();
+        op.process(&batch(&schema, &[("a", 1, 500)]), i64::MIN)
+            .expect("process");
+        op.fire(2_500, &mut fired);
+        assert_eq!(summary(&fired), vec![(0, 1_000, 1, 1)]);
+        fired.clear();
+        // Watermark 2.5 s: pane [0, 1 s) is still in the window [0, 3 s), so an event in it
+        // is on time and reopens the pane; pane [-1 s, 0)'s last window [-1 s, 2 s) has
+        // fired, so an event there is late.
+        let b = batch(&schema, &[("a", 10, 700), ("b", 20, -1)]);
+        op.process(&b, 2_500).expect("process");
+        assert_eq!(op.stats.late_events, 1);
+        assert_eq!(op.open_windows(), 1);
+        op.fire(2_500, &mut fired);
+        assert_eq!(
+            summary(&fired),
+            vec![(0, 1_000, 1, 1)],
+            "the reopened pane fires again"
+        );
+        // At watermark 3 s every window of [0, 1 s) has fired.
+        op.process(&batch(&schema, &[("a", 1, 999)]), 3_000)
+            .expect("process");
+        assert_eq!(op.stats.late_events, 2);
+        assert_eq!(op.open_windows(), 0);
     }
 }

@@ -298,13 +298,24 @@ fn sigterm_takes_a_final_checkpoint_and_a_restart_resumes_from_it() {
     let mut server = Server::start(&config, &dir.path().join("first.log"));
     let before_stop = wait_positions(address, &server, 20_000);
     server.signal("TERM");
-    assert_eq!(server.wait_exit(Duration::from_secs(SHUTDOWN_TIMEOUT_S)), Some(0), "{}", server.stderr());
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(SHUTDOWN_TIMEOUT_S)),
+        Some(0),
+        "{}",
+        server.stderr()
+    );
     let log = server.stderr();
     assert!(log.contains("final checkpoint"), "{log}");
-    assert!(dir.path().join("state/trades/job").exists(), "checkpoints under state_dir/JOB");
+    assert!(
+        dir.path().join("state/trades/job").exists(),
+        "checkpoints under state_dir/JOB"
+    );
     let first_rows = spillway_connectors::file_sink::read_committed_lines(&dir.path().join("out"))
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(!first_rows.is_empty(), "the final checkpoint published results");
+    assert!(
+        !first_rows.is_empty(),
+        "the final checkpoint published results"
+    );
 
     // The restart resumes: its positions start where the first run stopped, not at 0.
     let mut server = Server::start(&config, &dir.path().join("second.log"));
@@ -316,7 +327,12 @@ fn sigterm_takes_a_final_checkpoint_and_a_restart_resumes_from_it() {
     );
     wait_positions(address, &server, resumed + 10_000);
     server.signal("TERM");
-    assert_eq!(server.wait_exit(Duration::from_secs(SHUTDOWN_TIMEOUT_S)), Some(0), "{}", server.stderr());
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(SHUTDOWN_TIMEOUT_S)),
+        Some(0),
+        "{}",
+        server.stderr()
+    );
 
     // Every window's result was published once over both runs.
     let rows = spillway_connectors::file_sink::read_committed_lines(&dir.path().join("out"))

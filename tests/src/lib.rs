@@ -1,7 +1,7 @@
 //! Shared harness of spillway's end-to-end and oracle tests (the test files are in `tests/`).
 //!
 //! - `oracle.rs`: an independent batch computation of the test queries (serde_json, chrono,
-//!   plain Rust closures; none of the engine's code).
+//!   plain Rust closures; none of the engine's code); its aggregates in `oracle_aggregate.rs`.
 //! - `compare.rs`: row-for-row comparison with a float tolerance and a readable diff.
 //! - `data.rs`: generated trades as JSON lines, to a file or to a topic's partitions.
 //! - `kafka.rs`: topic creation, a checked producer, metadata look-ups (mock cluster or tansu).
@@ -14,6 +14,7 @@ pub mod job;
 pub mod kafka;
 pub mod nexmark_oracle;
 pub mod oracle;
+pub mod oracle_aggregate;
 pub mod process;
 pub mod tansu;
 pub mod trades_stats;

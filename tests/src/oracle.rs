@@ -2,16 +2,19 @@
 //! streaming output is compared with, row for row.
 //!
 //! Nothing here uses the engine's code: input JSON lines are parsed with serde_json, event
-//! times with chrono, tumbling windows are assigned by integer arithmetic, and each test
+//! times with chrono, windows (tumbling, hopping, cumulating) are assigned naively by integer
+//! arithmetic, every event to every window holding it, and each test
 //! query's WHERE, GROUP BY keys, aggregates, HAVING and projection are plain Rust closures
 //! written next to the SQL they mirror.
 //!
 //! Lateness: with a disorder no larger than the watermark bound nothing is ever late, so
 //! [`OracleQuery::run`] ignores it. For exact late-event tests the engine must see one event
 //! per poll from one partition (`batch_rows_max = 1`); [`OracleQuery::run_with_lateness`] then
-//! simulates its watermark event by event: an event is late when its window's end is at or
-//! before the watermark *before* it, and every decoded event (even one the WHERE drops)
-//! advances the watermark to `max(ts) - bound` afterwards.
+//! simulates its watermark event by event: an event is late when the end of the last window
+//! holding it (for TUMBLE: its one window) is at or before the watermark *before* it; an event
+//! on time updates only its windows ending after that watermark (the others were emitted);
+//! and every decoded event (even one the WHERE drops) advances the watermark to
+//! `max(ts) - bound` afterwards.
 
 use std::collections::BTreeMap;
 
@@ -123,6 +126,11 @@ pub fn tumble_window(ts: i64, size_ms: i64, offset_ms: i64) -> (i64, i64) {
     (start, start + size_ms)
 }
 
+#[path = "oracle_windows.rs"]
+mod windows;
+use windows::Windows;
+pub use windows::{cumulate_windows, hop_windows};
+
 /// A group key value (ordered, so groups come out in a fixed order).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Key {
@@ -144,155 +152,8 @@ impl Key {
     }
 }
 
-/// A number an aggregate reads.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Num {
-    Int(i64),
-    Float(f64),
-}
-
-type ArgFn<'a> = Box<dyn Fn(&Event) -> Option<Num> + 'a>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AggKind {
-    CountStar,
-    Count,
-    SumInt,
-    SumFloat,
-    Avg,
-    Min,
-    Max,
-}
-
-/// One aggregate of a test query, with its argument as a closure (`None` = SQL NULL).
-pub struct Agg<'a> {
-    kind: AggKind,
-    arg: Option<ArgFn<'a>>,
-}
-
-impl<'a> Agg<'a> {
-    /// `COUNT(*)`.
-    pub fn count_star() -> Self {
-        Agg {
-            kind: AggKind::CountStar,
-            arg: None,
-        }
-    }
-    /// `COUNT(x)`: the non-null values.
-    pub fn count(arg: impl Fn(&Event) -> Option<Num> + 'a) -> Self {
-        Agg {
-            kind: AggKind::Count,
-            arg: Some(Box::new(arg)),
-        }
-    }
-    /// `SUM(x)` of an integer expression (BIGINT result, checked for overflow).
-    pub fn sum_int(arg: impl Fn(&Event) -> Option<i64> + 'a) -> Self {
-        Agg {
-            kind: AggKind::SumInt,
-            arg: Some(Box::new(move |e| arg(e).map(Num::Int))),
-        }
-    }
-    /// `SUM(x)` of a floating expression (DOUBLE result).
-    pub fn sum_float(arg: impl Fn(&Event) -> Option<f64> + 'a) -> Self {
-        Agg {
-            kind: AggKind::SumFloat,
-            arg: Some(Box::new(move |e| arg(e).map(Num::Float))),
-        }
-    }
-    /// `AVG(x)` (DOUBLE result).
-    pub fn avg(arg: impl Fn(&Event) -> Option<f64> + 'a) -> Self {
-        Agg {
-            kind: AggKind::Avg,
-            arg: Some(Box::new(move |e| arg(e).map(Num::Float))),
-        }
-    }
-    /// `MIN(x)`; the result has the argument's type.
-    pub fn min(arg: impl Fn(&Event) -> Option<Num> + 'a) -> Self {
-        Agg {
-            kind: AggKind::Min,
-            arg: Some(Box::new(arg)),
-        }
-    }
-    /// `MAX(x)`; the result has the argument's type.
-    pub fn max(arg: impl Fn(&Event) -> Option<Num> + 'a) -> Self {
-        Agg {
-            kind: AggKind::Max,
-            arg: Some(Box::new(arg)),
-        }
-    }
-}
-
-/// The running state of one aggregate of one group.
-#[derive(Debug, Clone, Copy)]
-struct AccState {
-    count: i64,
-    sum_int: i64,
-    sum_float: f64,
-    best: Option<Num>,
-}
-
-impl AccState {
-    const EMPTY: AccState = AccState {
-        count: 0,
-        sum_int: 0,
-        sum_float: 0.0,
-        best: None,
-    };
-
-    fn update(&mut self, kind: AggKind, value: Option<Num>) {
-        if kind == AggKind::CountStar {
-            self.count += 1;
-            return;
-        }
-        let Some(v) = value else { return };
-        self.count += 1;
-        match (kind, v) {
-            (AggKind::SumInt, Num::Int(i)) => {
-                self.sum_int = match self.sum_int.checked_add(i) {
-                    Some(s) => s,
-                    None => panic!("oracle: SUM overflows BIGINT"),
-                }
-            }
-            (AggKind::SumFloat | AggKind::Avg, Num::Float(f)) => self.sum_float += f,
-            (AggKind::SumFloat | AggKind::Avg, Num::Int(i)) => self.sum_float += i as f64,
-            (AggKind::Min, v) => self.best = Some(pick(self.best, v, true)),
-            (AggKind::Max, v) => self.best = Some(pick(self.best, v, false)),
-            (AggKind::Count, _) => {}
-            (kind, v) => panic!("oracle: {kind:?} given {v:?}"),
-        }
-    }
-
-    fn finish(&self, kind: AggKind) -> Value {
-        match kind {
-            AggKind::CountStar | AggKind::Count => Value::from(self.count),
-            _ if self.count == 0 => Value::Null,
-            AggKind::SumInt => Value::from(self.sum_int),
-            AggKind::SumFloat => Value::from(self.sum_float),
-            AggKind::Avg => Value::from(self.sum_float / self.count as f64),
-            AggKind::Min | AggKind::Max => match self.best {
-                Some(Num::Int(i)) => Value::from(i),
-                Some(Num::Float(f)) => Value::from(f),
-                None => Value::Null,
-            },
-        }
-    }
-}
-
-fn pick(best: Option<Num>, v: Num, min: bool) -> Num {
-    let Some(b) = best else { return v };
-    let (bf, vf) = match (b, v) {
-        (Num::Int(x), Num::Int(y)) => {
-            return if (y < x) == min && y != x { v } else { b };
-        }
-        (Num::Float(x), Num::Float(y)) => (x, y),
-        (b, v) => panic!("oracle: MIN/MAX over mixed types {b:?} and {v:?}"),
-    };
-    if (vf < bf && min) || (vf > bf && !min) {
-        v
-    } else {
-        b
-    }
-}
+use crate::oracle_aggregate::AccState;
+pub use crate::oracle_aggregate::{Agg, Num, Scalar};
 
 /// One finished group: what HAVING and the projection of a test query look at.
 #[derive(Debug)]
@@ -337,9 +198,9 @@ type FilterFn<'a> = Box<dyn Fn(&Event) -> bool + 'a>;
 type KeysFn<'a> = Box<dyn Fn(&Event) -> Vec<Key> + 'a>;
 type OutputFn<'a> = Box<dyn Fn(&Group) -> Option<Value> + 'a>;
 
-/// A tumbling-window aggregate query, written as closures.
+/// A windowed aggregate query, written as closures.
 pub struct OracleQuery<'a> {
-    size_ms: i64,
+    windows: Windows,
     offset_ms: i64,
     filter: FilterFn<'a>,
     keys: KeysFn<'a>,
@@ -362,8 +223,24 @@ impl<'a> OracleQuery<'a> {
     /// A query over tumbling windows of `size_ms`; no filter, no keys, no aggregates yet, and
     /// an output of `{window_start, window_end}` until [`Self::output`] is given.
     pub fn tumble(size_ms: i64) -> Self {
+        Self::with_windows(Windows::Tumble { size_ms })
+    }
+
+    /// Like [`Self::tumble`], over hopping windows of `size_ms` every `slide_ms` (SQL
+    /// `HOP(..., slide, size)`).
+    pub fn hop(size_ms: i64, slide_ms: i64) -> Self {
+        Self::with_windows(Windows::Hop { size_ms, slide_ms })
+    }
+
+    /// Like [`Self::tumble`], over cumulating windows growing by `step_ms` up to `max_ms`
+    /// (SQL `CUMULATE(..., step, max_size)`).
+    pub fn cumulate(step_ms: i64, max_ms: i64) -> Self {
+        Self::with_windows(Windows::Cumulate { step_ms, max_ms })
+    }
+
+    fn with_windows(windows: Windows) -> Self {
         OracleQuery {
-            size_ms,
+            windows,
             offset_ms: 0,
             filter: Box::new(|_| true),
             keys: Box::new(|_| Vec::new()),
@@ -374,7 +251,7 @@ impl<'a> OracleQuery<'a> {
         }
     }
 
-    /// The window offset (the 4th TUMBLE argument).
+    /// The window offset (the last argument of the window table function).
     pub fn offset(mut self, offset_ms: i64) -> Self {
         self.offset_ms = offset_ms;
         self
@@ -416,22 +293,27 @@ impl<'a> OracleQuery<'a> {
     }
 
     fn evaluate(&self, events: &[Event], bound_ms: Option<i64>) -> OracleOutput {
-        let mut groups: BTreeMap<(i64, Vec<Key>), Vec<AccState>> = BTreeMap::new();
+        let mut groups: BTreeMap<(i64, i64, Vec<Key>), Vec<AccState>> = BTreeMap::new();
         let mut watermark = i64::MIN;
         let mut late_events = 0;
         let mut events_aggregated = 0;
         for e in events {
-            let (start, end) = tumble_window(e.ts_ms, self.size_ms, self.offset_ms);
+            let windows = self.windows.holding(e.ts_ms, self.offset_ms);
+            let last_end = windows.iter().map(|w| w.1).max().unwrap_or(i64::MIN);
             if (self.filter)(e) {
-                if bound_ms.is_some() && end <= watermark {
+                if bound_ms.is_some() && last_end <= watermark {
                     late_events += 1;
                 } else {
                     events_aggregated += 1;
-                    let state = groups
-                        .entry((start, (self.keys)(e)))
-                        .or_insert_with(|| vec![AccState::EMPTY; self.aggs.len()]);
-                    for (acc, agg) in state.iter_mut().zip(&self.aggs) {
-                        acc.update(agg.kind, agg.arg.as_ref().and_then(|f| f(e)));
+                    let keys = (self.keys)(e);
+                    // windows already emitted (end at or before the watermark) keep their result
+                    for &(start, end) in windows.iter().filter(|w| w.1 > watermark) {
+                        let state = groups
+                            .entry((start, end, keys.clone()))
+                            .or_insert_with(|| vec![AccState::EMPTY; self.aggs.len()]);
+                        for (acc, agg) in state.iter_mut().zip(&self.aggs) {
+                            acc.add_event(agg, e);
+                        }
                     }
                 }
             }
@@ -441,7 +323,7 @@ impl<'a> OracleQuery<'a> {
         }
         let rows = groups
             .iter()
-            .filter_map(|((start, keys), state)| {
+            .filter_map(|((start, end, keys), state)| {
                 let aggs: Vec<Value> = state
                     .iter()
                     .zip(&self.aggs)
@@ -450,7 +332,7 @@ impl<'a> OracleQuery<'a> {
                 (self.output)(&Group {
                     keys,
                     window_start: *start,
-                    window_end: start + self.size_ms,
+                    window_end: *end,
                     aggs: &aggs,
                 })
             })
@@ -578,6 +460,34 @@ mod tests {
         let out = q.run_with_lateness(&evs, 200);
         assert_eq!(out.late_events, 0);
         assert_eq!(out.rows, vec![json!([1_000, 2]), json!([2_000, 2])]);
+    }
+
+    #[test]
+    fn a_late_hop_event_only_reaches_windows_not_emitted() {
+        // 3 s windows every 1 s, bound 0: after ts 2_500 the watermark is 2_500, so the
+        // windows ending at 1 s and 2 s are emitted; the second event at 500 still counts in
+        // [0, 3 s) (with 500 and 2_500), and one at -600 (last window [-1 s, 2 s)) is late.
+        let evs = events(&[
+            json!({"ts": 500}),
+            json!({"ts": 2_500}),
+            json!({"ts": 500}),
+            json!({"ts": -600}),
+        ]);
+        let out = OracleQuery::hop(3_000, 1_000)
+            .agg(Agg::count_star())
+            .output(|g| Some(json!([g.window_start, g.window_end, g.aggs[0]])))
+            .run_with_lateness(&evs, 0);
+        assert_eq!(out.late_events, 1);
+        assert_eq!(
+            out.rows,
+            vec![
+                json!([-2_000, 1_000, 1]),
+                json!([-1_000, 2_000, 1]),
+                json!([0, 3_000, 3]),
+                json!([1_000, 4_000, 1]),
+                json!([2_000, 5_000, 1]),
+            ]
+        );
     }
 
     #[test]

@@ -9,7 +9,15 @@ use crate::oracle::{args, parse_events, Agg, OracleQuery};
 /// The expected rows of the trades statistics over `lines` with windows of `window_ms`.
 pub fn trades_stats_rows(lines: &[String], window_ms: i64) -> Vec<Value> {
     let events = parse_events(&lines.join("\n"), "ts").expect("good events");
-    OracleQuery::tumble(window_ms)
+    trades_stats(OracleQuery::tumble(window_ms))
+        .run(&events)
+        .rows
+}
+
+/// `query` (any window kind) grouped by symbol with the five statistics, output as the stats
+/// sink writes them.
+pub fn trades_stats(query: OracleQuery<'_>) -> OracleQuery<'_> {
+    query
         .keys(|e| vec![args::str_key(e, "symbol")])
         .agg(Agg::count_star())
         .agg(Agg::sum_int(|e| e.i64("volume")))
@@ -23,6 +31,4 @@ pub fn trades_stats_rows(lines: &[String], window_ms: i64) -> Vec<Value> {
                 "low": g.aggs[3], "high": g.aggs[4],
             }))
         })
-        .run(&events)
-        .rows
 }

@@ -79,12 +79,13 @@ fn a_full_store_fails_mid_run_and_the_last_checkpoint_resumes() {
         .to_string();
     assert!(e.contains("state_bytes_max") || e.contains("limit"), "{e}");
     assert!(e.contains("intact"), "{e}");
-    let marker = spillway_engine::checkpoint::job_marker::JobMarker::open(
-        &dir,
-        StoreOptions::default(),
-    )
-    .expect("job record");
-    let last = marker.last().map(|m| m.epoch).expect("a checkpoint completed before");
+    let marker =
+        spillway_engine::checkpoint::job_marker::JobMarker::open(&dir, StoreOptions::default())
+            .expect("job record");
+    let last = marker
+        .last()
+        .map(|m| m.epoch)
+        .expect("a checkpoint completed before");
     assert!(last >= 1);
 
     // With room, the job resumes from that checkpoint and ends with the uninterrupted output.

@@ -50,6 +50,46 @@ const GOLDEN: &[(&str, &str, &str, &[&str])] = &[
         &["window_start"],
     ),
     (
+        "hop_all_aggregates",
+        "symbol STRING, window_start TIMESTAMP(3), window_end TIMESTAMP(3), trades BIGINT, \
+         volume BIGINT, avg_price DOUBLE, low DOUBLE, high DOUBLE, first_sym STRING",
+        "SELECT symbol, window_start, window_end, COUNT(*), SUM(volume), AVG(price), \
+         MIN(price), MAX(price), MAX(symbol) \
+         FROM TABLE(HOP(TABLE trades, DESCRIPTOR(ts), INTERVAL '50' MILLISECOND, \
+         INTERVAL '200' MILLISECOND)) \
+         GROUP BY symbol, window_start, window_end",
+        &["window_start", "symbol"],
+    ),
+    (
+        "hop_group_window_having",
+        "symbol STRING, w TIMESTAMP(3), volume BIGINT",
+        "SELECT symbol, HOP_END(ts, INTERVAL '100' MILLISECOND, INTERVAL '300' MILLISECOND) AS w, \
+         SUM(volume) FROM trades WHERE price > 50 \
+         GROUP BY symbol, HOP(ts, INTERVAL '100' MILLISECOND, INTERVAL '300' MILLISECOND) \
+         HAVING COUNT(*) > 3",
+        &["w", "symbol"],
+    ),
+    (
+        "cumulate_without_keys",
+        "window_start TIMESTAMP(3), window_end TIMESTAMP(3), n BIGINT, hi DOUBLE",
+        "SELECT window_start, window_end, COUNT(*), MAX(price) \
+         FROM TABLE(CUMULATE(TABLE trades, DESCRIPTOR(ts), INTERVAL '25' MILLISECOND, \
+         INTERVAL '250' MILLISECOND)) \
+         GROUP BY window_start, window_end",
+        &["window_start", "window_end"],
+    ),
+    (
+        "side_state_aggregates",
+        "window_start TIMESTAMP(3), symbols BIGINT, volumes BIGINT, open DOUBLE, \
+         last_sym STRING, sd DOUBLE, var_samp DOUBLE, approx BIGINT, rich_volume BIGINT",
+        "SELECT window_start, COUNT(DISTINCT symbol), COUNT(DISTINCT volume), \
+         FIRST_VALUE(price), LAST_VALUE(symbol), STDDEV_POP(price), VAR_SAMP(volume), \
+         APPROX_COUNT_DISTINCT(price), SUM(volume) FILTER (WHERE price > 50) \
+         FROM TABLE(TUMBLE(TABLE trades, DESCRIPTOR(ts), INTERVAL '50' MILLISECOND)) \
+         GROUP BY window_start, window_end",
+        &["window_start"],
+    ),
+    (
         "filter_project",
         "symbol STRING, price DOUBLE, volume BIGINT, ts TIMESTAMP(3)",
         "SELECT symbol, price * 2, volume, ts FROM trades WHERE volume > 900",
@@ -91,8 +131,8 @@ fn run_part(sql: &str, shards: usize, dir: &Path, after: Option<Duration>) -> bo
             s.store(true, Ordering::Release);
         });
     }
-    let report = run_sql(sql, &with_checkpoints(shards, dir, stop))
-        .unwrap_or_else(|e| panic!("{e}\n{sql}"));
+    let report =
+        run_sql(sql, &with_checkpoints(shards, dir, stop)).unwrap_or_else(|e| panic!("{e}\n{sql}"));
     let c = report.checkpoints.expect("the job checkpoints");
     assert!(c.final_committed, "every run ends with a final checkpoint");
     report.shards.iter().all(|s| s.finished)
@@ -109,12 +149,19 @@ fn golden_queries_agree_straight_checkpointed_and_resumed_on_other_core_counts()
         assert_eq!(report.records_in(), ROWS, "{name}");
         assert_eq!(report.late_events(), 0, "{name}: nothing is late");
         let straight: Vec<Value> = read_json_lines(&straight_out).expect("rows");
-        assert!(straight.len() > 20, "{name}: a meaningful output ({})", straight.len());
+        assert!(
+            straight.len() > 20,
+            "{name}: a meaningful output ({})",
+            straight.len()
+        );
 
         // With checkpoints every 15 ms, uninterrupted.
         let out = scratch.path("checkpointed");
         let dir = scratch.path("checkpointed-state");
-        assert!(run_part(&sql(columns, query, &out), 2, &dir, None), "{name}");
+        assert!(
+            run_part(&sql(columns, query, &out), 2, &dir, None),
+            "{name}"
+        );
         let rows = committed_rows(&out).expect("rows");
         assert_rows_match(&rows, &straight, keys);
 

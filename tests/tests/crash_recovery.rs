@@ -17,8 +17,8 @@ use spillway_tests::compare::assert_rows_match;
 use spillway_tests::data::{generate_trades, produce_lines, PartitionBy, TimeFormat, TradeSpec};
 use spillway_tests::job::Scratch;
 use spillway_tests::kafka::{committed_offsets, high_watermarks, Batching};
-use spillway_tests::trades_stats::trades_stats_rows;
 use spillway_tests::process::{committed_rows, start_run, start_run_with, terminate};
+use spillway_tests::trades_stats::trades_stats_rows;
 
 const SEED: u64 = 20_261_124;
 const ROUNDS: usize = 28;
@@ -139,7 +139,10 @@ fn sigkill_at_random_moments_publishes_every_result_exactly_once() {
             terminate(&child).expect("SIGTERM");
             let status = child.wait().expect("wait");
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            assert!(status.success(), "round {round}: SIGTERM exit {status}: {text}");
+            assert!(
+                status.success(),
+                "round {round}: SIGTERM exit {status}: {text}"
+            );
             graceful += 1;
         } else {
             child.kill().expect("SIGKILL");
@@ -168,7 +171,10 @@ fn sigkill_at_random_moments_publishes_every_result_exactly_once() {
         started.elapsed() < Duration::from_secs(60),
         "the final run resumed instead of starting over"
     );
-    assert!(text.contains("final"), "the final checkpoint was committed: {text}");
+    assert!(
+        text.contains("final"),
+        "the final checkpoint was committed: {text}"
+    );
     let read_last: u64 = text
         .lines()
         .find_map(|l| l.strip_prefix("events in:"))
@@ -193,5 +199,8 @@ fn sigkill_at_random_moments_publishes_every_result_exactly_once() {
 
     let committed = committed_offsets(&bootstrap, GROUP, TOPIC).expect("committed");
     let ends: Vec<Option<i64>> = ends.into_iter().map(Some).collect();
-    assert_eq!(committed, ends, "the group's offsets end where the input ends");
+    assert_eq!(
+        committed, ends,
+        "the group's offsets end where the input ends"
+    );
 }

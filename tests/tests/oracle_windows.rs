@@ -9,6 +9,7 @@ use spillway_tests::compare::assert_rows_match;
 use spillway_tests::data::{standard_events, standard_trades, write_lines, STANDARD_BOUND_MS};
 use spillway_tests::job::{file_sink_table, file_source_table, options, run_to_rows, Scratch};
 use spillway_tests::oracle::{args, Agg, Key, Num, OracleOutput, OracleQuery};
+use spillway_tests::trades_stats::trades_stats;
 
 /// Writes the standard trades to a file and runs `query` (an INSERT INTO `out` ... FROM
 /// `trades`) with a sink of `sink_columns` on `shards` shards; checks the report's counters
@@ -70,21 +71,7 @@ const STATS_COLUMNS: &str = "symbol STRING, window_start TIMESTAMP(3), window_en
 
 #[test]
 fn per_symbol_one_second_table_function_on_1_2_and_4_shards() {
-    let expected = OracleQuery::tumble(1_000)
-        .keys(symbol)
-        .agg(Agg::count_star())
-        .agg(Agg::sum_int(|e| e.i64("volume")))
-        .agg(Agg::avg(|e| e.f64("price")))
-        .agg(Agg::min(args::float("price")))
-        .agg(Agg::max(args::float("price")))
-        .output(|g| {
-            Some(json!({
-                "symbol": g.key(0), "window_start": g.start(), "window_end": g.end(),
-                "trades": g.aggs[0], "volume": g.aggs[1], "avg_price": g.aggs[2],
-                "low": g.aggs[3], "high": g.aggs[4],
-            }))
-        })
-        .run(standard_events());
+    let expected = trades_stats(OracleQuery::tumble(1_000)).run(standard_events());
     assert!(
         expected.rows.len() > 5_000,
         "100 windows of about 64 symbols"

@@ -12,8 +12,8 @@ use spillway_tests::job::{
     file_sink_table, file_source_table, kafka_source_table, options, run_to_rows, Scratch,
 };
 use spillway_tests::kafka::{high_watermarks, Batching};
-use spillway_tests::trades_stats::trades_stats_rows;
 use spillway_tests::tansu::TansuBroker;
+use spillway_tests::trades_stats::trades_stats_rows;
 
 const BOUND_MS: i64 = 250;
 const KEYS: [&str; 2] = ["window_start", "symbol"];

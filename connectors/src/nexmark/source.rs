@@ -29,8 +29,8 @@ use std::time::Instant;
 use super::generator::{NexmarkGenerator, StreamConfig, BASE_TIME_MS_DEFAULT, EVENT_RATE_DEFAULT};
 use super::json::{write_auction_json, write_bid_json, write_person_json};
 use super::model::EventKind;
-use crate::generated_partitions;
 use crate::error::{ConnectorError, Result};
+use crate::generated_partitions;
 use crate::{PartitionInfo, RawBatch, Source, SourceFactory, SourceStatus};
 
 /// Options the `nexmark` source accepts.
@@ -180,7 +180,10 @@ impl NexmarkSourceFactory {
 
 impl SourceFactory for NexmarkSourceFactory {
     fn discover(&self) -> Result<Vec<PartitionInfo>> {
-        Ok(generated_partitions::discover(&self.table, self.options.partitions))
+        Ok(generated_partitions::discover(
+            &self.table,
+            self.options.partitions,
+        ))
     }
 
     fn open(

@@ -43,7 +43,12 @@ fn partial(layout: &AggregateLayout, start: i64, key: &str) -> PartialWindow {
 }
 
 /// Shard 0's links and emitter, and shard 1's sender to shard 0.
-fn two_shards() -> (Links, Rc<RefCell<Emitter>>, Producer<ExchangeMsg>, Arc<AggregateLayout>) {
+fn two_shards() -> (
+    Links,
+    Rc<RefCell<Emitter>>,
+    Producer<ExchangeMsg>,
+    Arc<AggregateLayout>,
+) {
     let pipeline = test_layout::pipeline();
     let layout = Arc::new(test_layout::layout());
     let (mut senders, mut receivers) = make_links(2, 64);
@@ -53,7 +58,11 @@ fn two_shards() -> (Links, Rc<RefCell<Emitter>>, Producer<ExchangeMsg>, Arc<Aggr
         std::mem::take(&mut receivers[0]),
         Duration::from_micros(10),
     );
-    let output = OutputStage::new(None, pipeline.projection.clone(), pipeline.output_schema.clone());
+    let output = OutputStage::new(
+        None,
+        pipeline.projection.clone(),
+        pipeline.output_schema.clone(),
+    );
     let emitter = Rc::new(RefCell::new(Emitter::new(
         2,
         Some(layout.clone()),
@@ -75,8 +84,14 @@ fn partials_between_our_snapshot_and_the_peers_barrier_are_recorded() {
     // Our snapshot of epoch 1; the peer has not taken its own yet.
     links.start_epoch(1);
     assert!(!links.recording_complete());
-    push(&mut tx, ExchangeMsg::Partial(partial(&layout, 0, "inflight-a")));
-    push(&mut tx, ExchangeMsg::Partial(partial(&layout, 1000, "inflight-b")));
+    push(
+        &mut tx,
+        ExchangeMsg::Partial(partial(&layout, 0, "inflight-a")),
+    );
+    push(
+        &mut tx,
+        ExchangeMsg::Partial(partial(&layout, 1000, "inflight-b")),
+    );
     push(&mut tx, ExchangeMsg::Barrier { from: 1, epoch: 1 });
     push(&mut tx, ExchangeMsg::Partial(partial(&layout, 0, "after")));
     links.drain(&emitter).expect("drain");
@@ -86,7 +101,10 @@ fn partials_between_our_snapshot_and_the_peers_barrier_are_recorded() {
         .iter()
         .map(|p| p.key(0).to_vec())
         .collect();
-    assert_eq!(recorded, vec![b"inflight-a".to_vec(), b"inflight-b".to_vec()]);
+    assert_eq!(
+        recorded,
+        vec![b"inflight-a".to_vec(), b"inflight-b".to_vec()]
+    );
     // Every partial was applied to the live state all the same.
     let mut em = emitter.borrow_mut();
     let (_, fin) = em.final_stage_mut().expect("final stage");
@@ -98,13 +116,20 @@ fn partials_between_our_snapshot_and_the_peers_barrier_are_recorded() {
 fn a_peer_ahead_pauses_its_ring_until_our_snapshot() {
     let (mut links, emitter, mut tx, layout) = two_shards();
     push(&mut tx, ExchangeMsg::Barrier { from: 1, epoch: 1 });
-    push(&mut tx, ExchangeMsg::Partial(partial(&layout, 0, "after-peer-snapshot")));
+    push(
+        &mut tx,
+        ExchangeMsg::Partial(partial(&layout, 0, "after-peer-snapshot")),
+    );
     links.drain(&emitter).expect("drain");
     assert!(links.wants_snapshot(), "the peer is a checkpoint ahead");
     {
         let mut em = emitter.borrow_mut();
         let (_, fin) = em.final_stage_mut().expect("final stage");
-        assert_eq!(fin.windows_mut().count(), 0, "post-barrier data waits for our snapshot");
+        assert_eq!(
+            fin.windows_mut().count(),
+            0,
+            "post-barrier data waits for our snapshot"
+        );
     }
     links.start_epoch(1);
     assert!(links.recording_complete(), "its barrier is already in");
@@ -119,7 +144,15 @@ fn a_peer_ahead_pauses_its_ring_until_our_snapshot() {
 fn a_failing_job_reads_paused_rings_to_their_done() {
     let (mut links, emitter, mut tx, _) = two_shards();
     push(&mut tx, ExchangeMsg::Barrier { from: 1, epoch: 1 });
-    push(&mut tx, ExchangeMsg::Watermark { from: 1, watermark: 5, idle: false, at: Instant::now() });
+    push(
+        &mut tx,
+        ExchangeMsg::Watermark {
+            from: 1,
+            watermark: 5,
+            idle: false,
+            at: Instant::now(),
+        },
+    );
     push(&mut tx, ExchangeMsg::Barrier { from: 1, epoch: 2 });
     push(&mut tx, ExchangeMsg::Done { from: 1 });
     links.drain(&emitter).expect("drain");

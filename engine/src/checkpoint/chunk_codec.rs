@@ -7,11 +7,17 @@
 //! epoch (u64), a sequence number (u32), and the window start and end.
 //!
 //! Value: `stride` (u32 LE), group count (u32 LE), then per group: key length (u32 LE), key
-//! bytes, hash (u64 LE), `stride` slots of two u64 LE, then for each string-valued slot that
-//! holds a value, its length (u32 LE) and bytes. Every length is checked when decoding:
-//! damaged state is an error, never a panic.
+//! bytes, hash (u64 LE), `stride` slots of two u64 LE, then for each slot with side state
+//! (`Accumulator::uses_strings`) that holds a value, its side value: a length (u32 LE) and
+//! that many bytes. For MIN/MAX over strings the bytes are the string itself (as before the
+//! other side values existed); for the others they start with a tag byte naming the variant
+//! (see `docs/state-format.md`, "Aggregate side state"). Every length, count and tag is
+//! checked when decoding: damaged state is an error, never a panic.
 
-use crate::accumulator::Slot;
+use crate::accumulator::{
+    AccKind, Accumulator, DistinctSet, HyperLogLog, Moments, SideValue, Slot, StringStore, Timed,
+    ValueKind, HLL_PRECISION,
+};
 use crate::error::{EngineError, Result};
 use crate::exchange::PartialWindow;
 use crate::group_table::{GroupTable, GROUP_CHUNK};
@@ -97,12 +103,60 @@ fn put_u32(out: &mut Vec<u8>, v: usize) {
     out.extend_from_slice(&(v as u32).to_le_bytes());
 }
 
+/// Tags of side values (the first byte of their bytes; MIN/MAX strings have none).
+const TAG_TIMED: u8 = b'T';
+const TAG_DISTINCT_WORDS: u8 = b'W';
+const TAG_DISTINCT_TEXTS: u8 = b'S';
+const TAG_SKETCH: u8 = b'H';
+const TAG_MOMENTS: u8 = b'M';
+
+fn put_side(value: &SideValue, out: &mut Vec<u8>) {
+    let len_at = out.len();
+    put_u32(out, 0);
+    match value {
+        SideValue::Text(t) => out.extend_from_slice(t),
+        SideValue::Timed(t) => {
+            out.push(TAG_TIMED);
+            out.extend_from_slice(&t.time.to_le_bytes());
+            out.extend_from_slice(&t.word.to_le_bytes());
+            out.extend_from_slice(&t.text);
+        }
+        SideValue::Distinct(DistinctSet::Words(set)) => {
+            out.push(TAG_DISTINCT_WORDS);
+            put_u32(out, set.len());
+            set.iter()
+                .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        }
+        SideValue::Distinct(DistinctSet::Texts(set)) => {
+            out.push(TAG_DISTINCT_TEXTS);
+            put_u32(out, set.len());
+            for v in set {
+                put_u32(out, v.len());
+                out.extend_from_slice(v);
+            }
+        }
+        SideValue::Sketch(h) => {
+            out.push(TAG_SKETCH);
+            out.push(HLL_PRECISION as u8);
+            out.extend_from_slice(h.registers());
+        }
+        SideValue::Moments(m) => {
+            out.push(TAG_MOMENTS);
+            out.extend_from_slice(&m.count.to_le_bytes());
+            out.extend_from_slice(&m.mean.to_bits().to_le_bytes());
+            out.extend_from_slice(&m.m2.to_bits().to_le_bytes());
+        }
+    }
+    let len = (out.len() - len_at - 4) as u32;
+    out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
 fn put_group(
     layout: &AggregateLayout,
     key: &[u8],
     hash: u64,
     slots: &[Slot],
-    string: impl Fn(u64) -> Vec<u8>,
+    strings: &StringStore,
     out: &mut Vec<u8>,
 ) {
     put_u32(out, key.len());
@@ -114,9 +168,7 @@ fn put_group(
     }
     for (acc, s) in layout.accumulators.iter().zip(slots) {
         if acc.uses_strings() && s.b > 0 {
-            let text = string(s.a);
-            put_u32(out, text.len());
-            out.extend_from_slice(&text);
+            put_side(&strings[s.a as usize], out);
         }
     }
 }
@@ -125,6 +177,8 @@ fn put_group(
 pub fn encode_chunk(layout: &AggregateLayout, table: &GroupTable, chunk: u32, out: &mut Vec<u8>) {
     let first = chunk * GROUP_CHUNK;
     let last = (first + GROUP_CHUNK).min(table.len() as u32);
+    let n = last.saturating_sub(first) as usize;
+    out.reserve(8 + n * (4 + 8 + 16 * layout.stride() + 16));
     put_u32(out, layout.stride());
     put_u32(out, last.saturating_sub(first) as usize);
     for g in first..last {
@@ -133,7 +187,7 @@ pub fn encode_chunk(layout: &AggregateLayout, table: &GroupTable, chunk: u32, ou
             table.key(g),
             table.hash(g),
             table.group_slots(g),
-            |i| table.strings[i as usize].to_vec(),
+            &table.strings,
             out,
         );
     }
@@ -150,7 +204,7 @@ pub fn encode_partial(layout: &AggregateLayout, p: &PartialWindow, out: &mut Vec
             p.key(i),
             p.hashes[i],
             &p.slots[i * stride..(i + 1) * stride],
-            |s| p.strings[s as usize].to_vec(),
+            &p.strings,
             out,
         );
     }
@@ -186,6 +240,81 @@ impl<'a> Reader<'a> {
         a.copy_from_slice(b);
         Ok(u64::from_le_bytes(a))
     }
+}
+
+/// Reads the side value of aggregate `index` (written by `put_side`).
+fn read_side(acc: &Accumulator, index: usize, bytes: &[u8]) -> Result<SideValue> {
+    let mismatch = || {
+        EngineError::Data(format!(
+            "window state of aggregate {} holds {} bytes that are not a {:?} state: the \
+             checkpoint was written by another query, or is damaged",
+            index + 1,
+            bytes.len(),
+            acc.kind
+        ))
+    };
+    if matches!(acc.kind, AccKind::MinStr | AccKind::MaxStr) {
+        return Ok(SideValue::Text(bytes.into()));
+    }
+    let (&tag, rest) = bytes.split_first().ok_or_else(mismatch)?;
+    let mut r = Reader { bytes: rest, at: 0 };
+    let value = match (acc.kind, tag) {
+        (AccKind::First(kind) | AccKind::Last(kind), TAG_TIMED) => {
+            let time = r.u64()? as i64;
+            let word = r.u64()?;
+            let text = r.take(rest.len() - r.at)?;
+            if kind != ValueKind::Text && !text.is_empty() {
+                return Err(mismatch());
+            }
+            SideValue::Timed(Timed {
+                time,
+                word,
+                text: text.into(),
+            })
+        }
+        (AccKind::CountDistinct(kind), TAG_DISTINCT_WORDS) if kind != ValueKind::Text => {
+            let n = r.u32()? as usize;
+            if n > rest.len() / 8 {
+                return Err(mismatch());
+            }
+            let mut set = hashbrown::HashSet::with_capacity(n);
+            for _ in 0..n {
+                set.insert(r.u64()?);
+            }
+            SideValue::Distinct(DistinctSet::Words(set))
+        }
+        (AccKind::CountDistinct(ValueKind::Text), TAG_DISTINCT_TEXTS) => {
+            let n = r.u32()? as usize;
+            if n > rest.len() / 4 {
+                return Err(mismatch());
+            }
+            let mut set = hashbrown::HashSet::with_capacity(n);
+            for _ in 0..n {
+                let len = r.u32()? as usize;
+                set.insert(Box::<[u8]>::from(r.take(len)?));
+            }
+            SideValue::Distinct(DistinctSet::Texts(set))
+        }
+        (AccKind::ApproxDistinct(_), TAG_SKETCH) => {
+            let precision = r.take(1)?[0];
+            let registers = r.take(rest.len() - r.at)?;
+            match HyperLogLog::from_registers(registers) {
+                Some(h) if precision as u32 == HLL_PRECISION => SideValue::Sketch(h),
+                _ => return Err(mismatch()),
+            }
+        }
+        (AccKind::Moments(_), TAG_MOMENTS) => SideValue::Moments(Moments {
+            count: r.u64()?,
+            mean: f64::from_bits(r.u64()?),
+            m2: f64::from_bits(r.u64()?),
+        }),
+        _ => return Err(mismatch()),
+    };
+    if r.at != rest.len() {
+        return Err(mismatch());
+    }
+    debug_assert!(acc.accepts_side(&value));
+    Ok(value)
 }
 
 /// Reads groups written by [`encode_chunk`] or [`encode_partial`] as a partial of window
@@ -236,7 +365,7 @@ pub fn decode_groups(
             let s = &mut p.slots[first + i];
             if acc.uses_strings() && s.b > 0 {
                 let len = r.u32()? as usize;
-                p.strings.push(r.take(len)?.into());
+                p.strings.push(read_side(acc, i, r.take(len)?)?);
                 s.a = (p.strings.len() - 1) as u64;
             }
         }
@@ -280,6 +409,94 @@ mod tests {
         t
     }
 
+    /// A query with every aggregate that keeps side state.
+    const SIDE_SQL: &str = "CREATE TABLE t (k STRING, v BIGINT, x DOUBLE, s STRING, \
+        ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+        WITH ('connector' = 'filesystem', 'path' = 'unused.jsonl', 'format' = 'json');\n\
+        SELECT k, COUNT(DISTINCT v), COUNT(DISTINCT s), COUNT(DISTINCT x), FIRST_VALUE(s), \
+        LAST_VALUE(x), FIRST_VALUE(v), STDDEV_SAMP(x), VAR_POP(v), APPROX_COUNT_DISTINCT(s), \
+        MAX(s), SUM(v) FILTER (WHERE v > 0) \
+        FROM t GROUP BY k, TUMBLE(ts, INTERVAL '1' SECOND);";
+
+    type SideRow = (u8, Option<i64>, Option<f64>, Option<String>, i64);
+
+    fn side_layout() -> AggregateLayout {
+        let program = crate::sql::parse_program(SIDE_SQL).expect("side query plans");
+        let aggregation = program.pipelines[0]
+            .aggregation
+            .clone()
+            .expect("aggregation");
+        AggregateLayout::new(&aggregation).expect("layout")
+    }
+
+    /// A window's groups after the aggregates' own updates over `rows`.
+    fn side_table(layout: &AggregateLayout, rows: &[SideRow]) -> GroupTable {
+        use arrow::array::{
+            ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+        };
+        use std::sync::Arc;
+        let mut t = GroupTable::new(layout.stride());
+        if rows.is_empty() {
+            return t;
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| format!("k{}", r.0)),
+            )),
+            Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.1))),
+            Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.2))),
+            Arc::new(StringArray::from_iter(rows.iter().map(|r| r.3.clone()))),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.4),
+            )),
+        ];
+        let batch = RecordBatch::try_from_iter(["k", "v", "x", "s", "ts"].into_iter().zip(columns))
+            .expect("batch");
+        let groups: Vec<u32> = rows
+            .iter()
+            .map(|r| t.find_or_insert(&[r.0], layout.hash_key(&[r.0])).0)
+            .collect();
+        let all: Vec<u32> = (0..rows.len() as u32).collect();
+        for (i, (acc, call)) in layout
+            .accumulators
+            .iter()
+            .zip(&layout.aggregation.aggregates)
+            .enumerate()
+        {
+            let arg = call
+                .arg
+                .as_ref()
+                .map(|e| e.evaluate(&batch))
+                .transpose()
+                .expect("arg");
+            let input = acc.prepare(arg.as_ref(), batch.column(4)).expect("prepare");
+            let stride = t.stride;
+            acc.update(
+                &mut t.slots,
+                stride,
+                i,
+                &groups,
+                &all,
+                input.as_ref(),
+                &mut t.strings,
+            );
+        }
+        t
+    }
+
+    fn side_rows() -> impl Strategy<Value = Vec<SideRow>> {
+        proptest::collection::vec(
+            (
+                0u8..40,
+                proptest::option::of(-5i64..5),
+                proptest::option::of(-3.0f64..3.0),
+                proptest::option::of("[a-d]{0,3}"),
+                0i64..1000,
+            ),
+            0..2500,
+        )
+    }
+
     proptest! {
         #[test]
         fn chunks_and_partials_round_trip(
@@ -320,6 +537,69 @@ mod tests {
             prop_assert_eq!(&p2.key_ends, &expect.key_ends);
         }
 
+        /// Every kind of side state survives chunks and partials byte for byte.
+        #[test]
+        fn side_state_round_trips(rows in side_rows()) {
+            let layout = side_layout();
+            let stride = layout.stride();
+            let t = side_table(&layout, &rows);
+            let mut merged = PartialWindow { start: 10, end: 20, ..PartialWindow::default() };
+            for c in 0..t.chunks() {
+                let mut bytes = Vec::new();
+                encode_chunk(&layout, &t, c, &mut bytes);
+                let p = decode_groups(&layout, 10, 20, &bytes).expect("decode");
+                for i in 0..p.len() {
+                    merged.key_bytes.extend_from_slice(p.key(i));
+                    merged.key_ends.push(merged.key_bytes.len() as u32);
+                    merged.hashes.push(p.hashes[i]);
+                    for (acc, s) in layout.accumulators.iter().zip(&p.slots[i * stride..(i + 1) * stride]) {
+                        let mut s = *s;
+                        if acc.uses_strings() && s.b > 0 {
+                            merged.strings.push(p.strings[s.a as usize].clone());
+                            s.a = (merged.strings.len() - 1) as u64;
+                        }
+                        merged.slots.push(s);
+                    }
+                }
+            }
+            let w = FiredWindow { start: 10, end: 20, groups: t, bytes: 0 };
+            let expect = split_by_owner(&layout, &w, 1).pop().map(|(_, p)| p).unwrap_or_default();
+            prop_assert_eq!(&merged.key_bytes, &expect.key_bytes);
+            prop_assert_eq!(&merged.slots, &expect.slots);
+            prop_assert_eq!(&merged.strings, &expect.strings);
+            let mut again = Vec::new();
+            encode_partial(&layout, &expect, &mut again);
+            let p2 = decode_groups(&layout, 10, 20, &again).expect("decode partial");
+            prop_assert_eq!(&p2.slots, &expect.slots);
+            prop_assert_eq!(&p2.strings, &expect.strings);
+            // The decoded state gives the same results.
+            let n = w.groups.len() as u32;
+            for (i, acc) in layout.accumulators.iter().enumerate() {
+                let before = acc.finish(&w.groups.slots, stride, i, 0..n, &w.groups.strings).expect("finish");
+                let after = acc.finish(&p2.slots, stride, i, 0..n, &p2.strings).expect("finish");
+                prop_assert_eq!(&before, &after);
+            }
+        }
+
+        #[test]
+        fn damaged_side_state_is_an_error_not_a_panic(
+            rows in proptest::collection::vec((0u8..3, proptest::option::of(-5i64..5), proptest::option::of(-3.0f64..3.0), proptest::option::of("[a-d]{0,3}"), 0i64..1000), 1..20),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let layout = side_layout();
+            let t = side_table(&layout, &rows);
+            let mut bytes = Vec::new();
+            encode_chunk(&layout, &t, 0, &mut bytes);
+            let mut flipped = bytes.clone();
+            let i = at.index(flipped.len());
+            flipped[i] ^= byte | 1;
+            let _ = decode_groups(&layout, 0, 1, &flipped);
+            let short = cut.index(bytes.len());
+            prop_assert!(decode_groups(&layout, 0, 1, &bytes[..short]).is_err());
+        }
+
         #[test]
         fn damaged_values_are_errors_not_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let layout = layout_min_max_str();
@@ -343,9 +623,24 @@ mod tests {
     #[test]
     fn keys_round_trip() {
         for k in [
-            StateKey::Window { kind: KIND_LOCAL, start: -5, end: 7, chunk: 3 },
-            StateKey::Window { kind: KIND_FINAL, start: i64::MIN, end: i64::MAX, chunk: 0 },
-            StateKey::Inflight { epoch: 9, seq: 2, start: -1, end: 4 },
+            StateKey::Window {
+                kind: KIND_LOCAL,
+                start: -5,
+                end: 7,
+                chunk: 3,
+            },
+            StateKey::Window {
+                kind: KIND_FINAL,
+                start: i64::MIN,
+                end: i64::MAX,
+                chunk: 0,
+            },
+            StateKey::Inflight {
+                epoch: 9,
+                seq: 2,
+                start: -1,
+                end: 4,
+            },
         ] {
             assert_eq!(StateKey::decode(&k.encode()).expect("key"), k);
         }

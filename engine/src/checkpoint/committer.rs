@@ -107,7 +107,8 @@ impl Committer {
             }
             let requested = control.requested();
             if requested > committed && durable.iter().all(|&d| d >= requested) {
-                self.commit(requested, &offsets).inspect_err(|_| control.abort())?;
+                self.commit(requested, &offsets)
+                    .inspect_err(|_| control.abort())?;
                 committed = requested;
                 summary.committed = committed;
                 summary.checkpoints += 1;
@@ -123,7 +124,8 @@ impl Committer {
                     c.epoch.store(committed, Ordering::Relaxed);
                     c.duration_us
                         .store(requested_at.elapsed().as_micros() as u64, Ordering::Relaxed);
-                    c.stall_us.store(stall_max.as_micros() as u64, Ordering::Relaxed);
+                    c.stall_us
+                        .store(stall_max.as_micros() as u64, Ordering::Relaxed);
                     c.bytes_total.fetch_add(bytes_epoch, Ordering::Relaxed);
                 }
                 stall_max = Duration::ZERO;

@@ -79,7 +79,9 @@ impl CheckpointConfig {
         }
         let dir = dir.into();
         if dir.as_os_str().is_empty() {
-            return Err(EngineError::Config("the checkpoint directory is empty".into()));
+            return Err(EngineError::Config(
+                "the checkpoint directory is empty".into(),
+            ));
         }
         Ok(CheckpointConfig {
             dir,
@@ -155,7 +157,10 @@ mod tests {
     #[test]
     fn sql_settings_and_flink_aliases() {
         let c = CheckpointConfig::from_settings(
-            &settings(&[("checkpoint.dir", "/tmp/x"), ("checkpoint.interval", "250 ms")]),
+            &settings(&[
+                ("checkpoint.dir", "/tmp/x"),
+                ("checkpoint.interval", "250 ms"),
+            ]),
             None,
             &CheckpointTuning::default(),
         )
@@ -174,30 +179,53 @@ mod tests {
         .expect("ok")
         .expect("some");
         assert_eq!(c.interval, Duration::from_secs(2));
-        assert!(CheckpointConfig::from_settings(&settings(&[]), None, &CheckpointTuning::default())
-            .expect("ok")
-            .is_none());
+        assert!(CheckpointConfig::from_settings(
+            &settings(&[]),
+            None,
+            &CheckpointTuning::default()
+        )
+        .expect("ok")
+        .is_none());
     }
 
     #[test]
     fn sql_overrides_run_options_and_bad_values_are_named() {
         let base = CheckpointConfig::new("/base", Duration::from_secs(5)).expect("base");
-        let c = CheckpointConfig::from_settings(&settings(&[("checkpoint.interval", "1 s")]), Some(&base), &CheckpointTuning::default())
-            .expect("ok")
-            .expect("some");
+        let c = CheckpointConfig::from_settings(
+            &settings(&[("checkpoint.interval", "1 s")]),
+            Some(&base),
+            &CheckpointTuning::default(),
+        )
+        .expect("ok")
+        .expect("some");
         assert_eq!(c.dir, PathBuf::from("/base"));
         assert_eq!(c.interval, Duration::from_secs(1));
-        let e = CheckpointConfig::from_settings(&settings(&[("checkpoint.interval", "1 ms")]), Some(&base), &CheckpointTuning::default())
-            .expect_err("too short")
-            .to_string();
+        let e = CheckpointConfig::from_settings(
+            &settings(&[("checkpoint.interval", "1 ms")]),
+            Some(&base),
+            &CheckpointTuning::default(),
+        )
+        .expect_err("too short")
+        .to_string();
         assert!(e.contains("out of range"), "{e}");
-        let e = CheckpointConfig::from_settings(&settings(&[("checkpoint.interval", "soon")]), Some(&base), &CheckpointTuning::default())
-            .expect_err("bad")
-            .to_string();
-        assert!(e.contains("checkpoint.interval") && e.contains("soon"), "{e}");
-        let e = CheckpointConfig::from_settings(&settings(&[("checkpoint.interval", "1 s")]), None, &CheckpointTuning::default())
-            .expect_err("no dir")
-            .to_string();
+        let e = CheckpointConfig::from_settings(
+            &settings(&[("checkpoint.interval", "soon")]),
+            Some(&base),
+            &CheckpointTuning::default(),
+        )
+        .expect_err("bad")
+        .to_string();
+        assert!(
+            e.contains("checkpoint.interval") && e.contains("soon"),
+            "{e}"
+        );
+        let e = CheckpointConfig::from_settings(
+            &settings(&[("checkpoint.interval", "1 s")]),
+            None,
+            &CheckpointTuning::default(),
+        )
+        .expect_err("no dir")
+        .to_string();
         assert!(e.contains("checkpoint.dir"), "{e}");
     }
 
@@ -214,7 +242,10 @@ mod tests {
         let c = CheckpointConfig::from_settings(&settings(&[]), None, &tuning)
             .expect("ok")
             .expect("some");
-        assert_eq!((c.dir.as_path(), c.interval), (Path::new("/profile"), Duration::from_millis(300)));
+        assert_eq!(
+            (c.dir.as_path(), c.interval),
+            (Path::new("/profile"), Duration::from_millis(300))
+        );
         assert_eq!(c.store.io_depth_max, 8);
         let bad = CheckpointTuning {
             store: StoreOptions {

@@ -41,7 +41,8 @@ pub fn generations(dir: &Path) -> Result<Vec<u64>> {
     };
     let mut out = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| EngineError::io(format!("cannot list {}", dir.display()), e))?;
+        let entry =
+            entry.map_err(|e| EngineError::io(format!("cannot list {}", dir.display()), e))?;
         if let Some(g) = entry
             .file_name()
             .to_str()
@@ -64,8 +65,12 @@ pub struct JobMarker {
 impl JobMarker {
     /// Opens (creating) the record under `dir`; a damaged record is an error naming it.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<JobMarker> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| EngineError::io(format!("cannot create checkpoint directory {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            EngineError::io(
+                format!("cannot create checkpoint directory {}", dir.display()),
+                e,
+            )
+        })?;
         let (store, latest) = StateStore::open(dir.join("job"), 0, options)?;
         let last = match latest {
             None => None,
@@ -120,7 +125,11 @@ mod tests {
             query: "q".into(),
         };
         m.commit(first.clone()).expect("commit");
-        m.commit(Marker { epoch: 4, ..first.clone() }).expect("commit");
+        m.commit(Marker {
+            epoch: 4,
+            ..first.clone()
+        })
+        .expect("commit");
         drop(m);
         let m = JobMarker::open(dir.path(), StoreOptions::default()).expect("reopen");
         assert_eq!(m.last().map(|m| m.epoch), Some(4));

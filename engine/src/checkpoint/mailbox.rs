@@ -147,9 +147,16 @@ mod tests {
             if let Some(v) = mailbox.take() {
                 seen.push(v.epoch);
             }
-            assert!(seen.windows(2).all(|w| w[0] < w[1]), "epochs went back: {seen:?}");
+            assert!(
+                seen.windows(2).all(|w| w[0] < w[1]),
+                "epochs went back: {seen:?}"
+            );
             assert_eq!(seen.last(), Some(&3), "the last epoch was lost: {seen:?}");
-            assert_eq!(live.load(Ordering::SeqCst), 0, "a value leaked or was freed twice");
+            assert_eq!(
+                live.load(Ordering::SeqCst),
+                0,
+                "a value leaked or was freed twice"
+            );
         });
     }
 

@@ -5,8 +5,8 @@
 pub mod chunk_codec;
 pub mod committer;
 pub mod config;
-pub mod crash_points;
 pub mod control;
+pub mod crash_points;
 pub mod job_marker;
 pub mod mailbox;
 pub mod restore;

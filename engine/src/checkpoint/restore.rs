@@ -59,7 +59,10 @@ pub fn load(
         let meta: ShardMeta = cp
             .meta(META_NAME)
             .ok_or_else(|| {
-                EngineError::Data(format!("checkpoint {} of shard {shard} has no meta", marker.epoch))
+                EngineError::Data(format!(
+                    "checkpoint {} of shard {shard} has no meta",
+                    marker.epoch
+                ))
             })
             .and_then(|b| {
                 serde_json::from_slice(b).map_err(|e| {
@@ -88,7 +91,9 @@ pub fn load(
         for (key, value) in cp.iter() {
             let (start, end) = match StateKey::decode(key)? {
                 StateKey::Window { start, end, .. } => (start, end),
-                StateKey::Inflight { epoch, start, end, .. } if epoch == marker.epoch => (start, end),
+                StateKey::Inflight {
+                    epoch, start, end, ..
+                } if epoch == marker.epoch => (start, end),
                 // In flight at an older checkpoint: already part of the state it led to.
                 StateKey::Inflight { .. } => continue,
             };
@@ -173,15 +178,25 @@ mod tests {
             p.slots.extend([
                 Slot { a: 2, b: 0 },
                 Slot { a: 7, b: 1 },
-                Slot { a: (p.strings.len() - 1) as u64, b: 1 },
+                Slot {
+                    a: (p.strings.len() - 1) as u64,
+                    b: 1,
+                },
             ]);
         }
         p
     }
 
-    fn write_shard(dir: &Path, shard: usize, epoch: u64, entries: &[(StateKey, PartialWindow)], query: &str) {
+    fn write_shard(
+        dir: &Path,
+        shard: usize,
+        epoch: u64,
+        entries: &[(StateKey, PartialWindow)],
+        query: &str,
+    ) {
         let layout = test_layout::layout();
-        let (mut store, _) = StateStore::open(dir, shard as u32, StoreOptions::default()).expect("store");
+        let (mut store, _) =
+            StateStore::open(dir, shard as u32, StoreOptions::default()).expect("store");
         let mut w = store.begin_checkpoint(epoch).expect("begin");
         for (k, p) in entries {
             let mut v = Vec::new();
@@ -195,9 +210,15 @@ mod tests {
             shards: 2,
             query: query.into(),
             fired_up_to: 100 * shard as i64,
-            partitions: vec![PartitionMeta { topic: "t".into(), partition: shard as i32, offset: 40 + shard as i64, ts_max: 9 }],
+            partitions: vec![PartitionMeta {
+                topic: "t".into(),
+                partition: shard as i32,
+                offset: 40 + shard as i64,
+                ts_max: 9,
+            }],
         };
-        w.put_meta(META_NAME, &serde_json::to_vec(&meta).expect("json")).expect("meta");
+        w.put_meta(META_NAME, &serde_json::to_vec(&meta).expect("json"))
+            .expect("meta");
         w.commit().expect("commit");
     }
 
@@ -206,28 +227,86 @@ mod tests {
         let layout = test_layout::layout();
         let root = tempfile::tempdir().expect("dir");
         let gen = generation_dir(root.path(), 1);
-        let win = |kind, start| StateKey::Window { kind, start, end: start + 1000, chunk: 0 };
-        write_shard(&gen, 0, 5, &[
-            (win(KIND_LOCAL, 0), partial(&layout, 0, &["a", "b"])),
-            (StateKey::Inflight { epoch: 5, seq: 0, start: 1000, end: 2000 }, partial(&layout, 1000, &["c"])),
-            // In flight at an older checkpoint: already merged into the state it led to.
-            (StateKey::Inflight { epoch: 4, seq: 0, start: 1000, end: 2000 }, partial(&layout, 1000, &["stale"])),
-        ], "q");
-        write_shard(&gen, 1, 5, &[(win(KIND_FINAL, 0), partial(&layout, 0, &["a", "d", "e"]))], "q");
-        let marker = Marker { generation: 1, epoch: 5, shards: 2, query: "q".into() };
-        let r = load(root.path(), &marker, Some(&layout), &StoreOptions::default()).expect("load");
+        let win = |kind, start| StateKey::Window {
+            kind,
+            start,
+            end: start + 1000,
+            chunk: 0,
+        };
+        write_shard(
+            &gen,
+            0,
+            5,
+            &[
+                (win(KIND_LOCAL, 0), partial(&layout, 0, &["a", "b"])),
+                (
+                    StateKey::Inflight {
+                        epoch: 5,
+                        seq: 0,
+                        start: 1000,
+                        end: 2000,
+                    },
+                    partial(&layout, 1000, &["c"]),
+                ),
+                // In flight at an older checkpoint: already merged into the state it led to.
+                (
+                    StateKey::Inflight {
+                        epoch: 4,
+                        seq: 0,
+                        start: 1000,
+                        end: 2000,
+                    },
+                    partial(&layout, 1000, &["stale"]),
+                ),
+            ],
+            "q",
+        );
+        write_shard(
+            &gen,
+            1,
+            5,
+            &[(win(KIND_FINAL, 0), partial(&layout, 0, &["a", "d", "e"]))],
+            "q",
+        );
+        let marker = Marker {
+            generation: 1,
+            epoch: 5,
+            shards: 2,
+            query: "q".into(),
+        };
+        let r = load(
+            root.path(),
+            &marker,
+            Some(&layout),
+            &StoreOptions::default(),
+        )
+        .expect("load");
         assert_eq!(r.groups, 6);
         assert_eq!(r.floors, vec![0, 100]);
         assert_eq!(r.partitions.len(), 2);
-        assert_eq!(r.partitions[&PartitionInfo { topic: "t".into(), partition: 1 }], (41, 9));
+        assert_eq!(
+            r.partitions[&PartitionInfo {
+                topic: "t".into(),
+                partition: 1
+            }],
+            (41, 9)
+        );
         let split = split_for_shards(&layout, r.partials, 3);
         let mut keys = Vec::new();
         for (shard, parts) in split.iter().enumerate() {
             for p in parts {
                 for i in 0..p.len() {
-                    assert_eq!(AggregateLayout::owner(p.hashes[i], 3), shard, "goes to its owner");
+                    assert_eq!(
+                        AggregateLayout::owner(p.hashes[i], 3),
+                        shard,
+                        "goes to its owner"
+                    );
                     let s = p.slots[i * 3 + 2];
-                    assert_eq!(&p.strings[s.a as usize][..], p.key(i), "its string goes with it");
+                    assert_eq!(
+                        p.strings[s.a as usize].as_text(),
+                        Some(p.key(i)),
+                        "its string goes with it"
+                    );
                     keys.push(String::from_utf8(p.key(i).to_vec()).expect("utf8"));
                 }
             }
@@ -243,11 +322,28 @@ mod tests {
         let gen = generation_dir(root.path(), 1);
         write_shard(&gen, 0, 5, &[], "other");
         write_shard(&gen, 1, 5, &[], "q");
-        let marker = Marker { generation: 1, epoch: 5, shards: 2, query: "q".into() };
-        let e = load(root.path(), &marker, Some(&layout), &StoreOptions::default()).expect_err("query");
+        let marker = Marker {
+            generation: 1,
+            epoch: 5,
+            shards: 2,
+            query: "q".into(),
+        };
+        let e = load(
+            root.path(),
+            &marker,
+            Some(&layout),
+            &StoreOptions::default(),
+        )
+        .expect_err("query");
         assert!(e.to_string().contains("another query"), "{e}");
         let marker = Marker { epoch: 6, ..marker };
-        let e = load(root.path(), &marker, Some(&layout), &StoreOptions::default()).expect_err("missing");
+        let e = load(
+            root.path(),
+            &marker,
+            Some(&layout),
+            &StoreOptions::default(),
+        )
+        .expect_err("missing");
         assert!(e.to_string().contains("does not hold it"), "{e}");
     }
 }

@@ -120,13 +120,19 @@ impl ShardCheckpointer {
     /// that cannot be created (read-only directory, full disk) is an error here, before the
     /// shard reads anything.
     pub fn start(shard: usize, shards: usize, setup: &ShardCheckpointSetup) -> Result<Self> {
-        let (store, _) = StateStore::open(&setup.generation_dir, shard as u32, setup.store.clone())?;
+        let (store, _) =
+            StateStore::open(&setup.generation_dir, shard as u32, setup.store.clone())?;
         let (tx, rx) = sync_channel::<WriteJob>(1);
         let control = setup.control.clone();
         let handle = std::thread::Builder::new()
             .name(format!("spillway-ckpt-{shard}"))
             .spawn(move || write_loop(shard, store, rx, control))
-            .map_err(|e| EngineError::io(format!("cannot start the checkpoint writer of shard {shard}"), e))?;
+            .map_err(|e| {
+                EngineError::io(
+                    format!("cannot start the checkpoint writer of shard {shard}"),
+                    e,
+                )
+            })?;
         Ok(ShardCheckpointer {
             shard,
             shards,
@@ -151,8 +157,7 @@ impl ShardCheckpointer {
     /// Whether the shard must snapshot now: the committer asked for a newer epoch, or a peer
     /// already took it (its ring is paused until we do).
     pub fn due(&self, links: &Links) -> bool {
-        self.pending.is_none()
-            && (self.control.requested() > self.epoch || links.wants_snapshot())
+        self.pending.is_none() && (self.control.requested() > self.epoch || links.wants_snapshot())
     }
 
     /// Whether the job failed elsewhere: stop without a final checkpoint.
@@ -162,11 +167,7 @@ impl ShardCheckpointer {
 
     /// Whether this shard's part of the final checkpoint is taken and complete.
     pub fn final_complete(&self) -> bool {
-        self.pending.is_none()
-            && self
-                .control
-                .final_epoch()
-                .is_some_and(|f| self.epoch >= f)
+        self.pending.is_none() && self.control.final_epoch().is_some_and(|f| self.epoch >= f)
     }
 
     /// Says this shard reads no more input.
@@ -190,14 +191,30 @@ impl ShardCheckpointer {
         if let Some(op) = window_op {
             let layout = op.layout.clone();
             let removed = op.take_removed();
-            snapshot_windows(&layout, KIND_LOCAL, op.windows_mut(), removed, &mut self.chunks, &mut puts, &mut deletes);
+            snapshot_windows(
+                &layout,
+                KIND_LOCAL,
+                op.windows_mut(),
+                removed,
+                &mut self.chunks,
+                &mut puts,
+                &mut deletes,
+            );
         }
         let mut fired_up_to = i64::MIN;
         if let Some((layout, fin)) = emitter.final_stage_mut() {
             let layout = layout.clone();
             fired_up_to = fin.global_watermark();
             let removed = fin.take_removed();
-            snapshot_windows(&layout, KIND_FINAL, fin.windows_mut(), removed, &mut self.chunks, &mut puts, &mut deletes);
+            snapshot_windows(
+                &layout,
+                KIND_FINAL,
+                fin.windows_mut(),
+                removed,
+                &mut self.chunks,
+                &mut puts,
+                &mut deletes,
+            );
         }
         let partitions: Vec<PartitionMeta> = source
             .partitions()
@@ -280,7 +297,9 @@ impl ShardCheckpointer {
             }
         }
         let Some((tx, _)) = &self.writer else {
-            return Err(EngineError::Internal("checkpoint writer already stopped".into()));
+            return Err(EngineError::Internal(
+                "checkpoint writer already stopped".into(),
+            ));
         };
         match tx.try_send(job) {
             Ok(()) => {
@@ -325,7 +344,15 @@ fn snapshot_windows<'a>(
 ) {
     for (start, end, n) in removed {
         for chunk in 0..n {
-            deletes.push(StateKey::Window { kind, start, end, chunk }.encode());
+            deletes.push(
+                StateKey::Window {
+                    kind,
+                    start,
+                    end,
+                    chunk,
+                }
+                .encode(),
+            );
         }
     }
     for w in windows {
@@ -347,7 +374,12 @@ fn snapshot_windows<'a>(
 }
 
 /// The writer thread: writes each checkpoint through the state store, reports it.
-fn write_loop(shard: usize, mut store: StateStore, rx: Receiver<WriteJob>, control: Arc<EpochControl>) {
+fn write_loop(
+    shard: usize,
+    mut store: StateStore,
+    rx: Receiver<WriteJob>,
+    control: Arc<EpochControl>,
+) {
     while let Ok(mut job) = rx.recv() {
         let sink = std::mem::replace(&mut job.sink, EpochPrepared::done());
         let result = write_one(&mut store, &job).and_then(|stats| {

@@ -8,7 +8,9 @@ use arrow::datatypes::{DataType, Schema};
 use sqlparser::ast::{Expr as AstExpr, FunctionArgExpr, Ident, Spanned};
 
 use super::explain::sql_type_name;
-use super::expr_planner::{call_of, plan_expr, unnest, Call, Scope, AGGREGATE_FUNCTIONS};
+use super::expr_planner::{
+    call_with_filter_of, plan_expr, unnest, Call, Scope, AGGREGATE_FUNCTIONS,
+};
 use super::pos_of;
 use super::source::{ColumnRef, Source, SourceScope};
 use super::types::{is_integer, numeric_rank, timestamp_type};
@@ -113,7 +115,7 @@ impl<'s, 'p> AggregatePlanner<'s, 'p> {
         }
         let window = window.ok_or_else(|| {
             EngineError::plan(
-                "not supported yet: GROUP BY needs a window (TUMBLE); aggregates over a whole unbounded stream are not supported",
+                "not supported yet: GROUP BY needs a window (TUMBLE, HOP or CUMULATE); aggregates over a whole unbounded stream are not supported",
                 group_by_pos,
             )
         })?;
@@ -215,22 +217,40 @@ impl<'s, 'p> AggregatePlanner<'s, 'p> {
         }
     }
 
-    /// COUNT / SUM / AVG / MIN / MAX: the argument is planned over the source rows.
+    /// An aggregate call: the argument (and FILTER condition) are planned over the source
+    /// rows; FILTER is folded into the argument (see `AggFunc`).
     fn plan_aggregate(&mut self, call: &Call) -> Result<Expr> {
         let name = call.name.as_str();
-        if call.distinct {
-            return Err(EngineError::plan(
-                format!("DISTINCT aggregates ({name}(DISTINCT ...)) are not supported yet"),
-                call.pos,
-            ));
-        }
         let func = match name {
+            "COUNT" if call.distinct => AggFunc::CountDistinct,
             "COUNT" => AggFunc::Count,
             "SUM" => AggFunc::Sum,
             "AVG" => AggFunc::Avg,
             "MIN" => AggFunc::Min,
-            _ => AggFunc::Max,
+            "MAX" => AggFunc::Max,
+            "FIRST_VALUE" => AggFunc::FirstValue,
+            "LAST_VALUE" => AggFunc::LastValue,
+            "STDDEV_POP" => AggFunc::StddevPop,
+            "STDDEV_SAMP" => AggFunc::StddevSamp,
+            "VAR_POP" => AggFunc::VarPop,
+            "VAR_SAMP" => AggFunc::VarSamp,
+            _ => AggFunc::ApproxCountDistinct,
         };
+        // DISTINCT changes nothing for MIN, MAX and APPROX_COUNT_DISTINCT.
+        let distinct_ok = matches!(
+            func,
+            AggFunc::CountDistinct | AggFunc::Min | AggFunc::Max | AggFunc::ApproxCountDistinct
+        );
+        if call.distinct && !distinct_ok {
+            return Err(EngineError::plan(
+                format!(
+                    "{name}(DISTINCT ...) is not supported; of the DISTINCT aggregates only \
+                     COUNT(DISTINCT ...) is (and MIN, MAX, APPROX_COUNT_DISTINCT, where DISTINCT \
+                     changes nothing)"
+                ),
+                call.pos,
+            ));
+        }
         let arg = match call.args.as_slice() {
             [FunctionArgExpr::Wildcard] if func == AggFunc::Count => None,
             [FunctionArgExpr::Expr(e)] => {
@@ -242,10 +262,11 @@ impl<'s, 'p> AggregatePlanner<'s, 'p> {
                 Some(plan_expr(e, &mut scope)?)
             }
             [_] => {
+                let distinct = if call.distinct { "DISTINCT " } else { "" };
                 return Err(EngineError::plan(
-                    format!("{name}(*) is not supported; only COUNT(*) takes *"),
+                    format!("{name}({distinct}*) is not supported; only COUNT(*) takes *"),
                     call.pos,
-                ))
+                ));
             }
             args => {
                 return Err(EngineError::plan(
@@ -264,25 +285,51 @@ impl<'s, 'p> AggregatePlanner<'s, 'p> {
             (_, arg) => arg,
         };
         let arg_type = arg.as_ref().map(Expr::data_type);
+        let value_type = arg_type.as_ref().filter(|t| {
+            numeric_rank(t).is_some()
+                || matches!(t, DataType::Utf8 | DataType::Boolean)
+                || *t == &timestamp_type()
+        });
         let output_type = match (func, &arg_type) {
             (AggFunc::Count, _) => DataType::Int64,
             (AggFunc::Sum, Some(t)) if is_integer(t) => DataType::Int64,
-            (AggFunc::Sum | AggFunc::Avg, Some(t)) if numeric_rank(t).is_some() => {
-                DataType::Float64
-            }
+            (
+                AggFunc::Sum
+                | AggFunc::Avg
+                | AggFunc::StddevPop
+                | AggFunc::StddevSamp
+                | AggFunc::VarPop
+                | AggFunc::VarSamp,
+                Some(t),
+            ) if numeric_rank(t).is_some() => DataType::Float64,
             (AggFunc::Min | AggFunc::Max, Some(t)) if *t != DataType::Null => t.clone(),
+            (AggFunc::CountDistinct | AggFunc::ApproxCountDistinct, _) if value_type.is_some() => {
+                DataType::Int64
+            }
+            (AggFunc::FirstValue | AggFunc::LastValue, _) if value_type.is_some() => {
+                arg_type.clone().unwrap_or(DataType::Null)
+            }
             (_, t) => {
                 let found = t.as_ref().map(sql_type_name).unwrap_or_default();
-                let needs = if matches!(func, AggFunc::Sum | AggFunc::Avg) {
-                    "a numeric argument"
-                } else {
-                    "a typed argument (use CAST for NULL)"
+                let needs = match func {
+                    AggFunc::Sum
+                    | AggFunc::Avg
+                    | AggFunc::StddevPop
+                    | AggFunc::StddevSamp
+                    | AggFunc::VarPop
+                    | AggFunc::VarSamp => "a numeric argument",
+                    AggFunc::Min | AggFunc::Max => "a typed argument (use CAST for NULL)",
+                    _ => "a numeric, STRING, BOOLEAN or TIMESTAMP argument (use CAST for NULL)",
                 };
                 return Err(EngineError::plan(
                     format!("{name} needs {needs}, found {found}"),
                     call.pos,
                 ));
             }
+        };
+        let arg = match call.filter {
+            None => arg,
+            Some(condition) => Some(self.filtered_arg(name, condition, arg, call.pos)?),
         };
         let agg = AggCall {
             func,
@@ -300,6 +347,41 @@ impl<'s, 'p> AggregatePlanner<'s, 'p> {
             index: self.group_keys.len() + 2 + j,
             name: format!("{name}(...)"),
             data_type: output_type,
+        })
+    }
+
+    /// `CASE WHEN condition THEN arg END` (`arg` TRUE for COUNT(*)): rows the FILTER
+    /// refuses become NULL, which every aggregate skips.
+    fn filtered_arg(
+        &self,
+        name: &str,
+        condition: &AstExpr,
+        arg: Option<Expr>,
+        pos: Pos,
+    ) -> Result<Expr> {
+        let condition_pos = pos_of(condition.span(), pos);
+        let mut scope = SourceScope {
+            source: self.source,
+            clause: "FILTER (WHERE ...)",
+            fallback: condition_pos,
+        };
+        let condition = plan_expr(condition, &mut scope)?;
+        let condition_type = condition.data_type();
+        if !matches!(condition_type, DataType::Boolean | DataType::Null) {
+            return Err(EngineError::plan(
+                format!(
+                    "the FILTER (WHERE ...) of {name} must be a BOOLEAN condition, found {}",
+                    sql_type_name(&condition_type)
+                ),
+                condition_pos,
+            ));
+        }
+        let value = arg.unwrap_or(Expr::Literal(Literal::Boolean(true)));
+        let data_type = value.data_type();
+        Ok(Expr::Case {
+            branches: vec![(condition, value)],
+            otherwise: None,
+            data_type,
         })
     }
 
@@ -368,10 +450,18 @@ impl Scope for AggregatePlanner<'_, '_> {
             | AstExpr::CompoundIdentifier(_)
             | AstExpr::Nested(_) => return Ok(None),
             AstExpr::Function(function) => {
-                let call = call_of(function, pos)?;
+                let call = call_with_filter_of(function, pos)?;
                 let name = call.name.as_str();
                 if AGGREGATE_FUNCTIONS.contains(&name) {
                     return self.plan_aggregate(&call).map(Some);
+                }
+                if call.filter.is_some() {
+                    return Err(EngineError::plan(
+                        format!(
+                            "{name}(...) FILTER (WHERE ...) applies only to aggregate functions"
+                        ),
+                        pos,
+                    ));
                 }
                 if let Some((window, bound)) = window_bound_of(name, pos)? {
                     let (spec, form) = self.window;
@@ -390,7 +480,7 @@ impl Scope for AggregatePlanner<'_, '_> {
                     return Ok(Some(self.bound_column(bound)));
                 }
                 if let Some(window) = WindowFunction::from_name(name) {
-                    if window == WindowFunction::Tumble {
+                    if matches!(window, WindowFunction::Tumble | WindowFunction::Hop) {
                         return Err(EngineError::plan(
                             format!("{name}(...) is only allowed in GROUP BY; select {name}_START(...) or {name}_END(...)"),
                             pos,
@@ -453,5 +543,126 @@ pub(crate) fn rename_columns(expr: &mut Expr, schema: &Schema) {
                 rename_columns(o, schema);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{aggregation, assert_error};
+    use super::*;
+
+    const FROM: &str = "FROM trades GROUP BY symbol, TUMBLE(ts, INTERVAL '1' SECOND)";
+
+    #[test]
+    fn new_aggregates_plan_with_their_output_types() {
+        let agg = aggregation(&format!(
+            "SELECT symbol, COUNT(DISTINCT volume), FIRST_VALUE(price), LAST_VALUE(symbol), \
+             STDDEV_POP(volume), STDDEV_SAMP(price), VAR_POP(price), VAR_SAMP(volume), \
+             APPROX_COUNT_DISTINCT(symbol), MAX(DISTINCT price) {FROM}"
+        ));
+        let got: Vec<(AggFunc, DataType)> = agg
+            .aggregates
+            .iter()
+            .map(|a| (a.func, a.output_type.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (AggFunc::CountDistinct, DataType::Int64),
+                (AggFunc::FirstValue, DataType::Float64),
+                (AggFunc::LastValue, DataType::Utf8),
+                (AggFunc::StddevPop, DataType::Float64),
+                (AggFunc::StddevSamp, DataType::Float64),
+                (AggFunc::VarPop, DataType::Float64),
+                (AggFunc::VarSamp, DataType::Float64),
+                (AggFunc::ApproxCountDistinct, DataType::Int64),
+                (AggFunc::Max, DataType::Float64),
+            ]
+        );
+        let schema = agg.output_schema();
+        assert!(
+            !schema.field(3).is_nullable(),
+            "COUNT(DISTINCT) is never NULL"
+        );
+        assert!(
+            schema.field(4).is_nullable(),
+            "FIRST_VALUE of no values is NULL"
+        );
+    }
+
+    #[test]
+    fn filter_folds_into_the_argument() {
+        let agg = aggregation(&format!(
+            "SELECT symbol, COUNT(*) FILTER (WHERE price > 10), SUM(volume) FILTER (WHERE volume > 0), \
+             SUM(volume) {FROM} HAVING COUNT(*) FILTER (WHERE price > 10) > 1"
+        ));
+        assert_eq!(
+            agg.aggregates.len(),
+            3,
+            "the HAVING aggregate is the first one again"
+        );
+        let count = &agg.aggregates[0];
+        assert_eq!(count.func, AggFunc::Count);
+        match &count.arg {
+            Some(Expr::Case {
+                branches,
+                otherwise: None,
+                data_type: DataType::Boolean,
+            }) => {
+                assert_eq!(branches.len(), 1);
+                assert_eq!(branches[0].1, Expr::Literal(Literal::Boolean(true)));
+            }
+            other => panic!("COUNT(*) FILTER should count a CASE, got {other:?}"),
+        }
+        match &agg.aggregates[1].arg {
+            Some(Expr::Case { data_type, .. }) => assert_eq!(data_type, &DataType::Int64),
+            other => panic!("SUM FILTER should sum a CASE, got {other:?}"),
+        }
+        assert!(matches!(agg.aggregates[2].arg, Some(Expr::Column { .. })));
+        assert!(agg.having.is_some());
+    }
+
+    #[test]
+    fn errors_name_the_problem_and_its_place() {
+        assert_error(
+            &format!("SELECT symbol,\n  STDDEV_POP(symbol) {FROM}"),
+            "STDDEV_POP needs a numeric argument, found STRING",
+            "STDDEV_POP",
+        );
+        assert_error(
+            &format!("SELECT symbol, SUM(DISTINCT volume) {FROM}"),
+            "SUM(DISTINCT ...) is not supported",
+            "SUM",
+        );
+        assert_error(
+            &format!("SELECT symbol, COUNT(DISTINCT *) {FROM}"),
+            "COUNT(DISTINCT *) is not supported",
+            "COUNT",
+        );
+        assert_error(
+            &format!("SELECT symbol, FIRST_VALUE(NULL) {FROM}"),
+            "FIRST_VALUE needs a numeric, STRING, BOOLEAN or TIMESTAMP argument",
+            "FIRST_VALUE",
+        );
+        assert_error(
+            &format!("SELECT symbol, SUM(volume) FILTER (WHERE volume + 1) {FROM}"),
+            "must be a BOOLEAN condition, found BIGINT",
+            "volume + 1",
+        );
+        assert_error(
+            &format!("SELECT symbol, COUNT(*) FILTER (WHERE SUM(volume) > 1) {FROM}"),
+            "aggregate function SUM is not allowed in FILTER (WHERE ...)",
+            "SUM(volume) > 1",
+        );
+        assert_error(
+            &format!("SELECT symbol, TUMBLE_END(ts, INTERVAL '1' SECOND) FILTER (WHERE volume > 1) {FROM}"),
+            "applies only to aggregate functions",
+            "TUMBLE_END",
+        );
+        assert_error(
+            &format!("SELECT symbol, VAR_SAMP(volume, price) {FROM}"),
+            "VAR_SAMP takes exactly one argument, found 2",
+            "VAR_SAMP",
+        );
     }
 }

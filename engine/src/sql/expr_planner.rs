@@ -18,7 +18,20 @@ use crate::error::{EngineError, Pos, Result};
 use crate::plan::{BinaryOp, Expr, Literal, UnaryOp};
 
 /// The aggregate functions spillway computes.
-pub(crate) const AGGREGATE_FUNCTIONS: [&str; 5] = ["COUNT", "SUM", "AVG", "MIN", "MAX"];
+pub(crate) const AGGREGATE_FUNCTIONS: [&str; 12] = [
+    "COUNT",
+    "SUM",
+    "AVG",
+    "MIN",
+    "MAX",
+    "FIRST_VALUE",
+    "LAST_VALUE",
+    "STDDEV_POP",
+    "STDDEV_SAMP",
+    "VAR_POP",
+    "VAR_SAMP",
+    "APPROX_COUNT_DISTINCT",
+];
 
 /// Where names in an expression resolve, and which nodes have a meaning of their own there
 /// (aggregates and group keys in an aggregate query).
@@ -39,17 +52,35 @@ pub(crate) trait Scope {
     fn fallback(&self) -> Pos;
 }
 
-/// A function call's parts, with the unsupported decorations (OVER, FILTER, ...) refused.
+/// A function call's parts, with the unsupported decorations (OVER, WITHIN GROUP, ...)
+/// refused.
 pub(crate) struct Call<'a> {
     /// Upper-cased.
     pub name: String,
     pub args: Vec<&'a FunctionArgExpr>,
     pub distinct: bool,
+    /// `FILTER (WHERE ...)`: only aggregate calls (see [`call_with_filter_of`]) keep one.
+    pub filter: Option<&'a AstExpr>,
     pub pos: Pos,
 }
 
-/// Splits a function call into name and positional arguments.
+/// Splits a function call into name and positional arguments; refuses FILTER.
 pub(crate) fn call_of(function: &Function, pos: Pos) -> Result<Call<'_>> {
+    let call = call_with_filter_of(function, pos)?;
+    if call.filter.is_some() {
+        return Err(EngineError::plan(
+            format!(
+                "{}(...) FILTER (WHERE ...) applies only to aggregate functions",
+                call.name
+            ),
+            pos,
+        ));
+    }
+    Ok(call)
+}
+
+/// Splits a function call into name, positional arguments and FILTER condition.
+pub(crate) fn call_with_filter_of(function: &Function, pos: Pos) -> Result<Call<'_>> {
     let name = match function.name.0.as_slice() {
         [part] => part.as_ident().map(|i| i.value.to_ascii_uppercase()),
         _ => None,
@@ -66,12 +97,6 @@ pub(crate) fn call_of(function: &Function, pos: Pos) -> Result<Call<'_>> {
     if function.over.is_some() {
         return Err(EngineError::plan(
             format!("window functions ({name}(...) OVER ...) are not supported yet"),
-            pos,
-        ));
-    }
-    if function.filter.is_some() {
-        return Err(EngineError::plan(
-            format!("{name}(...) FILTER (WHERE ...) is not supported yet"),
             pos,
         ));
     }
@@ -119,6 +144,7 @@ pub(crate) fn call_of(function: &Function, pos: Pos) -> Result<Call<'_>> {
         name,
         args,
         distinct,
+        filter: function.filter.as_deref(),
         pos,
     })
 }
@@ -239,7 +265,7 @@ pub(crate) fn plan_expr(ast: &AstExpr, scope: &mut dyn Scope) -> Result<Expr> {
 
 /// The error for a function call no scope gave a meaning to.
 fn misplaced_function(function: &Function, scope: &dyn Scope, pos: Pos) -> EngineError {
-    let call = match call_of(function, pos) {
+    let call = match call_with_filter_of(function, pos) {
         Ok(call) => call,
         Err(e) => return e,
     };
@@ -274,7 +300,7 @@ fn misplaced_function(function: &Function, scope: &dyn Scope, pos: Pos) -> Engin
         Ok(None) => {}
     }
     EngineError::plan(
-        format!("unknown function {name} (supported: COUNT, SUM, AVG, MIN, MAX, CAST, TUMBLE, TUMBLE_START, TUMBLE_END)"),
+        format!("unknown function {name} (supported: COUNT, SUM, AVG, MIN, MAX, FIRST_VALUE, LAST_VALUE, STDDEV_POP, STDDEV_SAMP, VAR_POP, VAR_SAMP, APPROX_COUNT_DISTINCT, CAST, TUMBLE, TUMBLE_START, TUMBLE_END)"),
         pos,
     )
 }

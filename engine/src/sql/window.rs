@@ -1,22 +1,29 @@
-//! Windows, in both of Flink's forms:
-//! - the window table function `FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size [, offset]))`
-//!   with `GROUP BY ..., window_start, window_end`;
-//! - the group window `GROUP BY ..., TUMBLE(ts, size)` with `TUMBLE_START(ts, size)` /
-//!   `TUMBLE_END(ts, size)` in the SELECT list.
+//! Windows, in both of Flink's forms (and Flink's argument order):
+//! - the window table functions `FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size [, offset]))`,
+//!   `TABLE(HOP(TABLE t, DESCRIPTOR(ts), slide, size [, offset]))` and
+//!   `TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), step, max_size [, offset]))`, with
+//!   `GROUP BY ..., window_start, window_end`;
+//! - the group windows `GROUP BY ..., TUMBLE(ts, size)` / `HOP(ts, slide, size)` with
+//!   `TUMBLE_START(ts, size)` / `HOP_END(ts, slide, size)` ... in the SELECT list (Flink has
+//!   no group-window form of CUMULATE).
 //!
-//! Both give the same [`WindowSpec`]. A new window kind (HOP, SESSION, CUMULATE) adds its
-//! name to [`WindowFunction`], its arguments to [`window_kind`] and a `WindowKind` variant.
+//! Both give the same [`WindowSpec`]. HOP and CUMULATE run on shared panes of the slide or
+//! step (see `window_assigner.rs`), so, as in Flink, a HOP size must be a multiple of its
+//! slide and a CUMULATE max size a multiple of its step, and a window may span at most
+//! [`WINDOW_PANES_MAX`] panes. A new window kind (SESSION) adds its name to
+//! [`WindowFunction`], its arguments to [`window_kind`] and a `WindowKind` variant.
 
 use sqlparser::ast::{Expr as AstExpr, Function, FunctionArgExpr, Spanned};
 
 use super::dialect::TABLE_ARGUMENT_PREFIX;
 use super::expr_planner::{call_of, plan_expr, Call};
-use super::interval::interval_ms;
+use super::interval::{explain_interval, interval_ms};
 use super::pos_of;
 use super::source::{lookup_table, Source, SourceScope};
 use crate::catalog::TableDef;
 use crate::error::{EngineError, Pos, Result};
 use crate::plan::{Expr, Program, WindowKind, WindowSpec};
+use crate::window_assigner::WINDOW_PANES_MAX;
 
 /// Column names a window table function adds.
 pub(crate) const WINDOW_START: &str = "window_start";
@@ -51,7 +58,42 @@ impl WindowFunction {
             WindowFunction::Cumulate => "CUMULATE",
         }
     }
+
+    /// The window table function's arguments.
+    fn table_usage(self) -> &'static str {
+        match self {
+            WindowFunction::Tumble => "TUMBLE(TABLE t, DESCRIPTOR(ts), size [, offset])",
+            WindowFunction::Hop => "HOP(TABLE t, DESCRIPTOR(ts), slide, size [, offset])",
+            WindowFunction::Cumulate => {
+                "CUMULATE(TABLE t, DESCRIPTOR(ts), step, max_size [, offset])"
+            }
+            WindowFunction::Session => "SESSION(TABLE t, DESCRIPTOR(ts), gap)",
+        }
+    }
+
+    /// The group window's arguments.
+    fn group_usage(self) -> &'static str {
+        match self {
+            WindowFunction::Tumble => "TUMBLE(ts, size)",
+            WindowFunction::Hop => "HOP(ts, slide, size)",
+            WindowFunction::Cumulate => "CUMULATE(ts, step, max_size)",
+            WindowFunction::Session => "SESSION(ts, gap)",
+        }
+    }
+
+    /// The names of the lengths after the time column, in order.
+    fn length_names(self) -> &'static [&'static str] {
+        match self {
+            WindowFunction::Tumble => &["size"],
+            WindowFunction::Hop => &["slide", "size"],
+            WindowFunction::Cumulate => &["step", "max size"],
+            WindowFunction::Session => &["gap"],
+        }
+    }
 }
+
+/// The window functions spillway runs, for messages.
+const SUPPORTED: &str = "TUMBLE, HOP, CUMULATE";
 
 /// `TUMBLE_START(...)` and friends (the group-window form's auxiliary functions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +134,7 @@ pub(crate) fn parse_window_tvf<'p>(
     let pos = pos_of(expr.span(), fallback);
     let AstExpr::Function(function) = expr else {
         return Err(EngineError::plan(
-            format!("FROM TABLE({expr}) is not supported; use TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL ...))"),
+            format!("FROM TABLE({expr}) is not supported; use TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL ...)) (or HOP, CUMULATE)"),
             pos,
         ));
     };
@@ -100,14 +142,15 @@ pub(crate) fn parse_window_tvf<'p>(
     let Some(window) = WindowFunction::from_name(&call.name) else {
         return Err(EngineError::plan(
             format!(
-                "table function {} is not supported (supported: TUMBLE)",
+                "table function {} is not supported (supported: {SUPPORTED})",
                 call.name
             ),
             call.pos,
         ));
     };
+    check_supported(window, &call)?;
     check_plain_call(&call)?;
-    let usage = "TUMBLE(TABLE t, DESCRIPTOR(ts), size [, offset])";
+    let usage = window.table_usage();
     let args = expr_args(&call, usage)?;
     let Some(table_arg) = args.first() else {
         return Err(argument_count_error(&call, usage));
@@ -158,17 +201,11 @@ pub(crate) fn parse_window_tvf<'p>(
         Some(other) => return Err(descriptor_error(&call, pos_of(other.span(), call.pos))),
         None => return Err(argument_count_error(&call, usage)),
     };
-    let kind = window_kind(window, &call, args.get(2..).unwrap_or(&[]), 2, usage)?;
-    let offset_ms = match args.get(3) {
-        Some(offset) if window == WindowFunction::Tumble => {
-            interval_arg(offset, "offset", call.pos)?
-        }
-        _ => 0,
-    };
+    let (kind, offset_ms) = window_kind(window, &call, args.get(2..).unwrap_or(&[]), true, usage)?;
     Ok((table, window_spec(kind, time_column, offset_ms)))
 }
 
-/// `TUMBLE(ts, size)` in GROUP BY. Ok(None): not a window function.
+/// `TUMBLE(ts, size)` or `HOP(ts, slide, size)` in GROUP BY. Ok(None): not a window function.
 pub(crate) fn parse_group_window(
     function: &Function,
     source: &Source,
@@ -179,18 +216,26 @@ pub(crate) fn parse_group_window(
     let Some(window) = WindowFunction::from_name(&call.name) else {
         return Ok(None);
     };
+    check_supported(window, &call)?;
+    if window == WindowFunction::Cumulate {
+        return Err(EngineError::plan(
+            "CUMULATE has no group-window form (neither in Flink); use FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), step, max_size)) and GROUP BY window_start, window_end",
+            call.pos,
+        ));
+    }
     check_plain_call(&call)?;
-    let usage = "TUMBLE(ts, size)";
+    let usage = window.group_usage();
     let args = expr_args(&call, usage)?;
     let Some(time) = args.first() else {
         return Err(argument_count_error(&call, usage));
     };
     let time_column = time_column_of(time, source, call.pos)?;
-    let kind = window_kind(window, &call, &args[1..], 1, usage)?;
+    let (kind, _) = window_kind(window, &call, &args[1..], false, usage)?;
     Ok(Some(window_spec(kind, time_column, 0)))
 }
 
-/// Whether `function` (TUMBLE_START(ts, size) ...) names exactly `spec`.
+/// Whether `function` (`TUMBLE_START(ts, size)`, `HOP_END(ts, slide, size)` ...) names
+/// exactly `spec`.
 pub(crate) fn matches_group_window(
     function: &Function,
     window: WindowFunction,
@@ -200,60 +245,146 @@ pub(crate) fn matches_group_window(
 ) -> Result<bool> {
     let pos = pos_of(function.span(), fallback);
     let call = call_of(function, pos)?;
-    let args = expr_args(&call, "TUMBLE_START(ts, size)")?;
+    let usage = format!(
+        "{}_START{}",
+        window.name(),
+        &window.group_usage()[window.name().len()..]
+    );
+    let args = expr_args(&call, &usage)?;
     let Some(time) = args.first() else {
-        return Err(argument_count_error(&call, "TUMBLE_START(ts, size)"));
+        return Err(argument_count_error(&call, &usage));
     };
     let time_column = time_column_of(time, source, call.pos)?;
-    let Ok(kind) = window_kind(window, &call, &args[1..], 1, "TUMBLE_START(ts, size)") else {
+    let Ok((kind, _)) = window_kind(window, &call, &args[1..], false, &usage) else {
         return Ok(false);
     };
     Ok(window_spec(kind, time_column, 0) == *spec)
 }
 
-/// The window kind from the arguments after the time column (the size, for TUMBLE).
-/// `rest_max` is how many such arguments the form allows (TVF: size and offset).
+/// Refuses the window functions spillway does not run (SESSION).
+fn check_supported(window: WindowFunction, call: &Call) -> Result<()> {
+    if window == WindowFunction::Session {
+        return Err(EngineError::plan(
+            format!(
+                "{} windows are not supported yet (supported: {SUPPORTED})",
+                window.name()
+            ),
+            call.pos,
+        ));
+    }
+    Ok(())
+}
+
+/// The window kind and offset (0 when absent) from the arguments after the time column
+/// (TUMBLE: size; HOP: slide, size; CUMULATE: step, max size; then the offset when
+/// `with_offset`, for the table function form).
 fn window_kind(
     window: WindowFunction,
     call: &Call,
     rest: &[&AstExpr],
-    rest_max: usize,
+    with_offset: bool,
     usage: &str,
-) -> Result<WindowKind> {
-    match window {
-        WindowFunction::Tumble => {
-            if rest.is_empty() || rest.len() > rest_max {
-                return Err(argument_count_error(call, usage));
-            }
-            let size_ms = interval_arg(rest[0], "size", call.pos)?;
-            if size_ms <= 0 {
-                return Err(EngineError::plan(
-                    format!("the size of a {} window must be positive", window.name()),
-                    pos_of(rest[0].span(), call.pos),
-                ));
-            }
-            Ok(WindowKind::Tumble { size_ms })
-        }
-        WindowFunction::Hop | WindowFunction::Session | WindowFunction::Cumulate => {
-            Err(EngineError::plan(
+) -> Result<(WindowKind, i64)> {
+    let names = window.length_names();
+    if rest.len() < names.len() || rest.len() > names.len() + usize::from(with_offset) {
+        return Err(argument_count_error(call, usage));
+    }
+    let mut lengths = [0i64; 2];
+    for (i, name) in names.iter().enumerate() {
+        let ms = interval_arg(rest[i], name, call.pos)?;
+        if ms <= 0 {
+            return Err(EngineError::plan(
                 format!(
-                    "{} windows are not supported yet (supported: TUMBLE)",
-                    window.name()
+                    "the {name} of a {} window must be positive, found {}",
+                    window.name(),
+                    explain_interval(ms)
                 ),
-                call.pos,
+                pos_of(rest[i].span(), call.pos),
+            ));
+        }
+        lengths[i] = ms;
+    }
+    let offset_ms = match rest.get(names.len()) {
+        Some(offset) => interval_arg(offset, "offset", call.pos)?,
+        None => 0,
+    };
+    let kind = match window {
+        WindowFunction::Tumble => WindowKind::Tumble {
+            size_ms: lengths[0],
+        },
+        WindowFunction::Hop => WindowKind::Hop {
+            slide_ms: lengths[0],
+            size_ms: lengths[1],
+        },
+        WindowFunction::Cumulate => WindowKind::Cumulate {
+            step_ms: lengths[0],
+            max_size_ms: lengths[1],
+        },
+        WindowFunction::Session => {
+            return Err(EngineError::Internal(
+                "SESSION windows reached window_kind".into(),
             ))
         }
+    };
+    if names.len() == 2 {
+        check_panes(window, kind, rest[1], call.pos)?;
     }
+    Ok((kind, offset_ms))
 }
 
+/// HOP and CUMULATE: the size must be a multiple of the pane (slide, step), and a window
+/// may span at most [`WINDOW_PANES_MAX`] panes.
+fn check_panes(
+    window: WindowFunction,
+    kind: WindowKind,
+    size_arg: &AstExpr,
+    fallback: Pos,
+) -> Result<()> {
+    let (pane, size) = (kind.pane_ms(), kind.size_ms());
+    let [pane_name, size_name] = window.length_names() else {
+        return Ok(());
+    };
+    let pos = pos_of(size_arg.span(), fallback);
+    if size % pane != 0 {
+        return Err(EngineError::plan(
+            format!(
+                "the {size_name} of a {} window ({}) must be a multiple of its {pane_name} ({}): \
+                 like Flink, spillway computes these windows from shared panes one {pane_name} long",
+                window.name(),
+                explain_interval(size),
+                explain_interval(pane)
+            ),
+            pos,
+        ));
+    }
+    let panes = size / pane;
+    if panes > WINDOW_PANES_MAX {
+        return Err(EngineError::plan(
+            format!(
+                "a {} window of {size_name} {} and {pane_name} {} spans {panes} panes, over \
+                 window_panes_max = {WINDOW_PANES_MAX} (each window merges its panes when it \
+                 fires); use a larger {pane_name}",
+                window.name(),
+                explain_interval(size),
+                explain_interval(pane)
+            ),
+            pos,
+        ));
+    }
+    Ok(())
+}
+
+/// The spec with its offset normalised to the window grid (see `WindowSpec::offset_ms`).
 fn window_spec(kind: WindowKind, time_column: usize, offset_ms: i64) -> WindowSpec {
-    let offset_ms = match kind {
-        WindowKind::Tumble { size_ms } => offset_ms.rem_euclid(size_ms),
+    let grid_ms = match kind {
+        WindowKind::Tumble { size_ms } => size_ms,
+        WindowKind::Hop { slide_ms, .. } => slide_ms,
+        WindowKind::Cumulate { max_size_ms, .. } => max_size_ms,
     };
     WindowSpec {
         kind,
         time_column,
-        offset_ms,
+        offset_ms: offset_ms.rem_euclid(grid_ms),
     }
 }
 
@@ -350,3 +481,7 @@ fn descriptor_error(call: &Call, pos: Pos) -> EngineError {
         pos,
     )
 }
+
+#[cfg(test)]
+#[path = "window_tests.rs"]
+mod tests;

@@ -19,8 +19,9 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use crate::checkpoint::chunk_codec::{save_all_pending, save_chunk, KIND_FINAL};
 use crate::exchange::PartialWindow;
-use crate::group_table::GroupTable;
+use crate::group_table::{GroupTable, GROUP_CHUNK};
 use crate::watermark::WATERMARK_MIN;
 use crate::window_assigner::WindowAssigner;
 use crate::window_operator::{AggregateLayout, FiredWindow};
@@ -56,6 +57,9 @@ pub struct FinalAggregate {
     restored_floors: Vec<i64>,
     /// Panes freed since the last checkpoint that had chunks in the state store.
     removed: Vec<(i64, i64, u32)>,
+    /// Chunks of the snapshot in progress serialized before a change or a removal (key,
+    /// value), for the checkpoint to collect.
+    saved: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl FinalAggregate {
@@ -75,6 +79,7 @@ impl FinalAggregate {
             late_partial_groups: 0,
             restored_floors: Vec::new(),
             removed: Vec::new(),
+            saved: Vec::new(),
         }
     }
 
@@ -111,6 +116,11 @@ impl FinalAggregate {
                 }
             }
             let (g, new) = w.groups.find_or_insert(partial.key(i), partial.hashes[i]);
+            // Copy before write: a chunk of the snapshot in progress is saved first.
+            let chunk = g / GROUP_CHUNK;
+            if w.groups.take_pending(chunk) {
+                save_chunk(layout, KIND_FINAL, w, chunk, &mut self.saved);
+            }
             w.groups.mark_dirty(g);
             if new {
                 w.bytes += partial.key(i).len() + stride * 16 + 40;
@@ -213,7 +223,7 @@ impl FinalAggregate {
     ) {
         let mut cursor = after;
         loop {
-            self.free_panes(cursor);
+            self.free_panes(layout, cursor);
             let Some(first) = self.panes.values().next() else {
                 break;
             };
@@ -236,7 +246,8 @@ impl FinalAggregate {
                 // The window is its one pane and no other window needs it: hand it over.
                 if let Some(e) = self.panes.first_entry() {
                     debug_assert_eq!((e.get().start, e.get().end), (start, end));
-                    let window = e.remove();
+                    let mut window = e.remove();
+                    save_all_pending(layout, KIND_FINAL, &mut window, &mut self.saved);
                     self.note_removed(&window);
                     if !window.groups.is_empty() {
                         out.push(ClosedWindow { window, closed_at });
@@ -250,7 +261,7 @@ impl FinalAggregate {
             }
             cursor = end;
         }
-        self.free_panes(up_to);
+        self.free_panes(layout, up_to);
     }
 
     /// The window `[start, end)`: the groups of its panes merged (leaving out, after
@@ -300,12 +311,13 @@ impl FinalAggregate {
 
     /// Frees, oldest first, the panes whose last window ends at or before `emitted_up_to`
     /// (the last window end grows with the pane start, so they are the first ones).
-    fn free_panes(&mut self, emitted_up_to: i64) {
+    fn free_panes(&mut self, layout: &AggregateLayout, emitted_up_to: i64) {
         while let Some(e) = self.panes.first_entry() {
             if self.assigner.last_window_end(e.get().start) > emitted_up_to {
                 break;
             }
-            let pane = e.remove();
+            let mut pane = e.remove();
+            save_all_pending(layout, KIND_FINAL, &mut pane, &mut self.saved);
             self.note_removed(&pane);
         }
     }
@@ -325,6 +337,11 @@ impl FinalAggregate {
     /// The panes held, oldest first (for checkpoints).
     pub fn windows_mut(&mut self) -> impl Iterator<Item = &mut FiredWindow> {
         self.panes.values_mut()
+    }
+
+    /// Chunks of the snapshot in progress saved since the last call (key, value).
+    pub fn take_saved(&mut self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        std::mem::take(&mut self.saved)
     }
 
     /// Panes freed since the last call that had chunks in the state store.

@@ -27,6 +27,11 @@ pub struct GroupTable {
     dirty_chunks: Vec<u64>,
     /// Chunks written to the state store so far (deleted from it when the window goes).
     pub persisted_chunks: u32,
+    /// Chunks of the snapshot in progress not serialized yet: each is serialized before its
+    /// next change (copy before write) or when the shard has time, whichever comes first.
+    pending_chunks: Vec<u64>,
+    /// Groups the table had when the snapshot was taken: later ones are not part of it.
+    pub pending_groups: u32,
 }
 
 /// Groups per checkpoint record: a checkpoint rewrites the chunks whose groups changed.
@@ -47,7 +52,55 @@ impl GroupTable {
             strings: StringStore::new(),
             dirty_chunks: Vec::new(),
             persisted_chunks: 0,
+            pending_chunks: Vec::new(),
+            pending_groups: 0,
         }
+    }
+
+    /// Starts a snapshot: the chunks changed since the last one become pending (to serialize
+    /// as they are now) and the change marks start over. Returns how many are pending.
+    pub fn begin_snapshot(&mut self) -> usize {
+        debug_assert!(
+            !self.has_pending(),
+            "a snapshot began before the last one was saved"
+        );
+        self.pending_chunks = std::mem::take(&mut self.dirty_chunks);
+        self.pending_groups = self.keys.len() as u32;
+        self.pending_chunks
+            .iter()
+            .map(|w| w.count_ones() as usize)
+            .sum()
+    }
+
+    /// Whether chunk `chunk` is pending; if so it no longer is (the caller serializes it now,
+    /// before changing it).
+    #[inline]
+    pub fn take_pending(&mut self, chunk: u32) -> bool {
+        let (word, bit) = ((chunk / 64) as usize, chunk % 64);
+        match self.pending_chunks.get_mut(word) {
+            Some(w) if *w & (1 << bit) != 0 => {
+                *w &= !(1 << bit);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The lowest pending chunk, no longer pending.
+    pub fn next_pending(&mut self) -> Option<u32> {
+        for (i, w) in self.pending_chunks.iter_mut().enumerate() {
+            if *w != 0 {
+                let bit = w.trailing_zeros();
+                *w &= !(1 << bit);
+                return Some(i as u32 * 64 + bit);
+            }
+        }
+        None
+    }
+
+    /// Whether chunks of the snapshot in progress wait to be serialized.
+    pub fn has_pending(&self) -> bool {
+        self.pending_chunks.iter().any(|w| *w != 0)
     }
 
     /// Records that group `g` changed since the last checkpoint.

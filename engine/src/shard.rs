@@ -316,7 +316,7 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
                 links.start_epoch(epoch);
                 broadcast_barrier(shard, &mut links, &emitter, epoch).await?;
             }
-            cp.poll(&mut links, layout.as_deref())?;
+            cp.poll(&mut links, window_op.as_mut(), &mut emitter.borrow_mut())?;
             if cp.final_complete() {
                 break;
             }

@@ -20,6 +20,7 @@ use arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use arrow::row::{RowConverter, Rows, SortField};
 
 use crate::accumulator::Accumulator;
+use crate::checkpoint::chunk_codec::{save_all_pending, save_chunk, KIND_LOCAL};
 use crate::error::{EngineError, Result};
 use crate::group_table::GroupTable;
 use crate::limits::Limits;
@@ -145,6 +146,9 @@ pub struct WindowOperator {
     pub stats: WindowStats,
     /// Panes fired since the last checkpoint that had chunks in the state store.
     removed: Vec<(i64, i64, u32)>,
+    /// Chunks of the snapshot in progress serialized before a change or a firing (key,
+    /// value), for the checkpoint to collect.
+    saved: Vec<(Vec<u8>, Vec<u8>)>,
     // Buffers reused from batch to batch.
     rows: Option<Rows>,
     hashes: Vec<u64>,
@@ -169,6 +173,7 @@ impl WindowOperator {
             limits,
             stats: WindowStats::default(),
             removed: Vec::new(),
+            saved: Vec::new(),
             rows,
             hashes: Vec::new(),
             buckets: Vec::new(),
@@ -293,8 +298,14 @@ impl WindowOperator {
             }
             let mut last_chunk = u32::MAX;
             for &g in &self.groups {
-                if g / crate::group_table::GROUP_CHUNK != last_chunk {
-                    last_chunk = g / crate::group_table::GROUP_CHUNK;
+                let chunk = g / crate::group_table::GROUP_CHUNK;
+                if chunk != last_chunk {
+                    last_chunk = chunk;
+                    // Copy before write: a chunk of the snapshot in progress is saved as it
+                    // was before this batch changes it.
+                    if window.groups.take_pending(chunk) {
+                        save_chunk(&layout, KIND_LOCAL, window, chunk, &mut self.saved);
+                    }
                     window.groups.mark_dirty(g);
                 }
             }
@@ -338,7 +349,8 @@ impl WindowOperator {
             if entry.get().end > watermark {
                 break;
             }
-            let w = entry.remove();
+            let mut w = entry.remove();
+            save_all_pending(&self.layout, KIND_LOCAL, &mut w, &mut self.saved);
             if w.groups.persisted_chunks > 0 {
                 self.removed
                     .push((w.start, w.end, w.groups.persisted_chunks));
@@ -354,6 +366,11 @@ impl WindowOperator {
     /// The open panes, oldest first (for checkpoints).
     pub fn windows_mut(&mut self) -> impl Iterator<Item = &mut FiredWindow> {
         self.windows.values_mut()
+    }
+
+    /// Chunks of the snapshot in progress saved since the last call (key, value).
+    pub fn take_saved(&mut self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        std::mem::take(&mut self.saved)
     }
 
     /// Panes fired since the last call that had chunks in the state store: (start, end,
@@ -463,5 +480,47 @@ mod tests {
             .expect("process");
         assert_eq!(op.stats.late_events, 2);
         assert_eq!(op.open_windows(), 0);
+    }
+
+    /// A snapshot taken between two batches holds the first batch's counts, whether its
+    /// chunks were serialized before the second batch changed them (copy before write) or
+    /// after (drained), and a firing saves what is still pending.
+    #[test]
+    fn a_snapshot_holds_the_state_at_its_cut() {
+        let (mut op, schema) = hop_operator();
+        let keys: Vec<String> = (0..5_000).map(|i| format!("key-{i}")).collect();
+        let rows = |ts: i64| -> Vec<(&str, i64, i64)> {
+            keys.iter().map(|k| (k.as_str(), 1, ts)).collect()
+        };
+        op.process(&batch(&schema, &rows(100)), i64::MIN)
+            .expect("first");
+        let pending: usize = op.windows_mut().map(|w| w.groups.begin_snapshot()).sum();
+        assert_eq!(pending, 5, "5000 groups in one pane are 5 chunks");
+        // Change half the keys after the cut: their chunks are saved first.
+        op.process(&batch(&schema, &rows(200)[..2_500]), i64::MIN)
+            .expect("second");
+        let early = op.take_saved();
+        assert_eq!(early.len(), 3, "the chunks the second batch touched");
+        // Firing the pane saves the chunks still pending.
+        let mut fired = Vec::new();
+        op.fire(i64::MAX, &mut fired);
+        let late = op.take_saved();
+        assert_eq!(early.len() + late.len(), 5);
+        let layout = op.layout.clone();
+        let mut total = 0;
+        for (_, value) in early.iter().chain(&late) {
+            let p = crate::checkpoint::chunk_codec::decode_groups(&layout, 0, 1_000, value)
+                .expect("decode");
+            total += (0..p.len()).map(|i| p.slots[i * 2].a).sum::<u64>();
+        }
+        assert_eq!(
+            total, 5_000,
+            "COUNT(*) at the cut, not after the second batch"
+        );
+        assert_eq!(
+            summary(&fired)[0].3,
+            7_500,
+            "the live state has both batches"
+        );
     }
 }

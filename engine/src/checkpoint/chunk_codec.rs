@@ -175,8 +175,20 @@ fn put_group(
 
 /// Appends the groups of chunk `chunk` of `table` to `out`.
 pub fn encode_chunk(layout: &AggregateLayout, table: &GroupTable, chunk: u32, out: &mut Vec<u8>) {
+    encode_chunk_upto(layout, table, chunk, table.len() as u32, out)
+}
+
+/// Appends the groups of chunk `chunk` of `table` that are below `groups` (the groups the
+/// table had when its snapshot was taken) to `out`.
+pub fn encode_chunk_upto(
+    layout: &AggregateLayout,
+    table: &GroupTable,
+    chunk: u32,
+    groups: u32,
+    out: &mut Vec<u8>,
+) {
     let first = chunk * GROUP_CHUNK;
-    let last = (first + GROUP_CHUNK).min(table.len() as u32);
+    let last = (first + GROUP_CHUNK).min(groups).min(table.len() as u32);
     let n = last.saturating_sub(first) as usize;
     out.reserve(8 + n * (4 + 8 + 16 * layout.stride() + 16));
     put_u32(out, layout.stride());
@@ -190,6 +202,46 @@ pub fn encode_chunk(layout: &AggregateLayout, table: &GroupTable, chunk: u32, ou
             &table.strings,
             out,
         );
+    }
+}
+
+/// Serializes pending chunk `chunk` of window `w` (as it was at the snapshot) into `out` as a
+/// put of state kind `kind`.
+pub fn save_chunk(
+    layout: &AggregateLayout,
+    kind: u8,
+    w: &mut crate::window_operator::FiredWindow,
+    chunk: u32,
+    out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+) {
+    let key = StateKey::Window {
+        kind,
+        start: w.start,
+        end: w.end,
+        chunk,
+    }
+    .encode();
+    let mut value = Vec::new();
+    encode_chunk_upto(
+        layout,
+        &w.groups,
+        chunk,
+        w.groups.pending_groups,
+        &mut value,
+    );
+    out.push((key, value));
+    w.groups.persisted_chunks = w.groups.persisted_chunks.max(chunk + 1);
+}
+
+/// Serializes every pending chunk of `w` (it is about to be removed or handed over).
+pub fn save_all_pending(
+    layout: &AggregateLayout,
+    kind: u8,
+    w: &mut crate::window_operator::FiredWindow,
+    out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+) {
+    while let Some(chunk) = w.groups.next_pending() {
+        save_chunk(layout, kind, w, chunk, out);
     }
 }
 
@@ -645,5 +697,54 @@ mod tests {
             assert_eq!(StateKey::decode(&k.encode()).expect("key"), k);
         }
         assert!(StateKey::decode(b"Xabc").is_err());
+    }
+
+    #[test]
+    fn a_pending_chunk_is_saved_as_it_was_at_the_cut() {
+        let layout = layout_min_max_str();
+        let rows: Vec<(Vec<u8>, i64, Option<&str>)> = (0..2500)
+            .map(|i| (format!("k{i}").into_bytes(), i as i64, None))
+            .collect();
+        let t = table(&rows, &layout);
+        let mut w = crate::window_operator::FiredWindow {
+            start: 0,
+            end: 10,
+            groups: t,
+            bytes: 0,
+        };
+        w.groups.mark_all_dirty();
+        assert_eq!(w.groups.begin_snapshot(), 3, "2500 groups are 3 chunks");
+        assert!(!w.groups.is_dirty(), "change marks start over at the cut");
+        // A change to group 5 after the cut: its chunk is saved first (copy before write).
+        let mut saved = Vec::new();
+        assert!(w.groups.take_pending(0));
+        save_chunk(&layout, KIND_LOCAL, &mut w, 0, &mut saved);
+        assert!(!w.groups.take_pending(0), "saved once");
+        w.groups.slots[5 * 3].a = 999;
+        w.groups.mark_dirty(5);
+        // Groups created after the cut are not part of it, even in a pending chunk.
+        let (g, new) = w.groups.find_or_insert(b"late", layout.hash_key(b"late"));
+        assert!(new && g == 2500);
+        save_all_pending(&layout, KIND_LOCAL, &mut w, &mut saved);
+        assert!(!w.groups.has_pending());
+        assert_eq!(w.groups.persisted_chunks, 3);
+        let mut groups = 0;
+        for (key, value) in &saved {
+            let StateKey::Window { chunk, .. } = StateKey::decode(key).expect("key") else {
+                panic!("a window key");
+            };
+            let p = decode_groups(&layout, 0, 10, value).expect("decode");
+            groups += p.len();
+            if chunk == 0 {
+                assert_eq!(
+                    p.slots[5 * 3].a,
+                    1,
+                    "the value at the cut, not the later change"
+                );
+            }
+            assert!((0..p.len()).all(|i| p.key(i) != b"late"));
+        }
+        assert_eq!(groups, 2500);
+        assert!(w.groups.is_dirty(), "the change is in the next checkpoint");
     }
 }

@@ -9,6 +9,9 @@
 //! The message value is the row as one JSON object (the JSON-lines encoding without the
 //! newline); the message timestamp is the row's `window_end` when the table has that column.
 //!
+//! `upsert-kafka` (see [`KafkaSinkFactory::upsert`]) is this sink with the message key taken
+//! from the table's PRIMARY KEY.
+//!
 //! Boundary: with at-least-once, a record counts as written only once `flush` returned Ok;
 //! dropping a sink without flushing discards what librdkafka still holds.
 
@@ -54,6 +57,37 @@ pub struct KafkaSinkFactory {
 }
 
 impl KafkaSinkFactory {
+    /// The `upsert-kafka` sink: a Kafka sink whose message key is the JSON object of the
+    /// table's PRIMARY KEY columns (`primary_key`, required). Window results are deterministic,
+    /// so a replay after a restart writes the same value under the same key again: a reader
+    /// that keeps the last value per key sees every result exactly once, without transactions.
+    /// Takes the Kafka sink's options except `key.fields`.
+    pub fn upsert(
+        table: &str,
+        options: &BTreeMap<String, String>,
+        schema: SchemaRef,
+        primary_key: &[String],
+    ) -> Result<Self> {
+        if options.contains_key("key.fields") {
+            return Err(ConnectorError::config(
+                table,
+                "connector 'upsert-kafka' takes its message key from PRIMARY KEY (...) NOT \
+                 ENFORCED; remove option 'key.fields'",
+            ));
+        }
+        if primary_key.is_empty() {
+            return Err(ConnectorError::config(
+                table,
+                "connector 'upsert-kafka' needs PRIMARY KEY (...) NOT ENFORCED: its columns are \
+                 the message key (for window results: the group keys and window_start)",
+            ));
+        }
+        let mut kafka = options.clone();
+        kafka.insert("connector".to_string(), "kafka".to_string());
+        kafka.insert("key.fields".to_string(), primary_key.join(";"));
+        Self::from_options(table, &kafka, schema)
+    }
+
     /// Parses the options, checks `key.fields` against `schema` (the sink table's schema),
     /// and checks that the brokers answer and the topic exists.
     pub fn from_options(

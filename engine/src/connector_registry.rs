@@ -22,7 +22,7 @@ const ENGINE_OPTIONS: &[&str] = &["format", "scan.watermark.idle-timeout"];
 /// Source connectors, for messages.
 pub const SOURCE_CONNECTORS: &[&str] = &["kafka", "filesystem", "trades-generator", "nexmark"];
 /// Sink connectors, for messages.
-pub const SINK_CONNECTORS: &[&str] = &["kafka", "filesystem", "print", "blackhole"];
+pub const SINK_CONNECTORS: &[&str] = &["kafka", "upsert-kafka", "filesystem", "print", "blackhole"];
 
 /// The options a connector receives: everything but the engine's own (checked here).
 fn connector_options(table: &TableDef) -> Result<BTreeMap<String, String>> {
@@ -129,6 +129,14 @@ pub fn sink_factory(
     let name = table.name.as_str();
     Ok(match table.connector().as_str() {
         "kafka" => Arc::new(KafkaSinkFactory::from_options(name, &options, schema)?),
+        "upsert-kafka" => {
+            let key: Vec<String> = table
+                .primary_key
+                .iter()
+                .map(|&c| table.columns[c].name.clone())
+                .collect();
+            Arc::new(KafkaSinkFactory::upsert(name, &options, schema, &key)?)
+        }
         "filesystem" if epochs => {
             Arc::new(FileSinkFactory::from_options(name, &options)?.with_epochs())
         }

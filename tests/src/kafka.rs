@@ -249,6 +249,45 @@ pub fn committed_offsets(
         .collect())
 }
 
+/// Every record of `topic` up to its current end, as (key, value) pairs in partition order.
+pub fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    let ends = high_watermarks(bootstrap, topic)?;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "spillway-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| format!("reader for {bootstrap}: {e}"))?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..ends.len() as i32 {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .map_err(|e| format!("assign '{topic}'[{p}]: {e}"))?;
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|e| format!("assign '{topic}': {e}"))?;
+    let total: i64 = ends.iter().sum();
+    let mut out = Vec::with_capacity(total as usize);
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    while (out.len() as i64) < total {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "read {} of the {total} records of '{topic}' within {REQUEST_TIMEOUT:?}",
+                out.len()
+            ));
+        }
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            use rdkafka::Message;
+            let m = m.map_err(|e| format!("read '{topic}': {e}"))?;
+            out.push((
+                m.key().unwrap_or_default().to_vec(),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// The high watermark (next offset) of each partition of `topic`, in partition order.
 pub fn high_watermarks(bootstrap: &str, topic: &str) -> Result<Vec<i64>, String> {
     let partitions = topic_partitions(bootstrap, topic)?;

@@ -249,8 +249,11 @@ pub fn committed_offsets(
         .collect())
 }
 
+/// A record's key and value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// Every record of `topic` up to its current end, as (key, value) pairs in partition order.
-pub fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+pub fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<KeyValue>, String> {
     let ends = high_watermarks(bootstrap, topic)?;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)

@@ -1,4 +1,5 @@
-//! The `upsert-kafka` sink through crashes: the engine reads trades from the mock cluster
+//! The `upsert-kafka` sink through crashes, on the mock cluster and on tansu: the engine
+//! reads trades from the broker
 //! while they are produced, is killed with SIGKILL at random (seeded) moments and restarted
 //! on 1 or 2 cores, then a last run reads to the end. Results go to an upsert topic keyed by
 //! the sink table's PRIMARY KEY (symbol, window_start): replays rewrite a key with the same
@@ -17,6 +18,7 @@ use spillway_tests::data::{generate_trades, produce_lines, PartitionBy, TimeForm
 use spillway_tests::job::Scratch;
 use spillway_tests::kafka::{read_topic, Batching};
 use spillway_tests::process::start_run;
+use spillway_tests::tansu::TansuBroker;
 use spillway_tests::trades_stats::trades_stats_rows;
 
 const SEED: u64 = 5;
@@ -51,10 +53,11 @@ fn sql(bootstrap: &str, state: &Path, bounded: bool) -> String {
     )
 }
 
-#[test]
-fn upsert_topic_holds_the_oracle_after_sigkill_rounds() {
+/// Kills and restarts the engine while trades arrive at `bootstrap` (topics `trades` and
+/// `stats` exist), then checks the last value of every key of `stats` against the oracle.
+fn sigkill_rounds(bootstrap: &str, batching: Batching, events: usize) {
     let lines = generate_trades(&TradeSpec {
-        events: 40_000,
+        events,
         seed: SEED,
         symbols: 24,
         events_per_second: 5_000,
@@ -64,18 +67,14 @@ fn upsert_topic_holds_the_oracle_after_sigkill_rounds() {
     });
     let expected = trades_stats_rows(&lines, 100);
     let scratch = Scratch::new();
-    let kafka = EmbeddedKafka::start(1).expect("mock cluster");
-    let bootstrap = kafka.bootstrap_servers();
-    kafka.create_topic("trades", PARTITIONS).expect("topic");
-    kafka.create_topic("stats", 1).expect("topic");
     let state = scratch.path("state");
     let running = scratch.path("running.sql");
     let last = scratch.path("last.sql");
-    std::fs::write(&running, sql(&bootstrap, &state, false)).expect("sql");
-    std::fs::write(&last, sql(&bootstrap, &state, true)).expect("sql");
+    std::fs::write(&running, sql(bootstrap, &state, false)).expect("sql");
+    std::fs::write(&last, sql(bootstrap, &state, true)).expect("sql");
 
     let producer = {
-        let (bootstrap, lines) = (bootstrap.clone(), lines.clone());
+        let (bootstrap, lines) = (bootstrap.to_string(), lines.clone());
         std::thread::spawn(move || {
             for chunk in lines.chunks(1_000) {
                 produce_lines(
@@ -84,7 +83,7 @@ fn upsert_topic_holds_the_oracle_after_sigkill_rounds() {
                     chunk,
                     PARTITIONS,
                     PartitionBy::RoundRobin,
-                    Batching::Default,
+                    batching,
                 )
                 .unwrap_or_else(|e| panic!("{e}"));
                 std::thread::sleep(Duration::from_millis(100));
@@ -113,7 +112,7 @@ fn upsert_topic_holds_the_oracle_after_sigkill_rounds() {
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "last run: {status}: {text}");
 
-    let records = read_topic(&bootstrap, "stats").expect("stats topic");
+    let records = read_topic(bootstrap, "stats").expect("stats topic");
     let mut latest: BTreeMap<Vec<u8>, Value> = BTreeMap::new();
     for (key, value) in &records {
         let row: Value = serde_json::from_slice(value).expect("JSON value");
@@ -131,6 +130,28 @@ fn upsert_topic_holds_the_oracle_after_sigkill_rounds() {
     );
     let rows: Vec<Value> = latest.into_values().collect();
     assert_rows_match(&rows, &expected, &["window_start", "symbol"]);
+}
+
+#[test]
+fn upsert_topic_holds_the_oracle_after_sigkill_rounds_on_the_mock_cluster() {
+    let kafka = EmbeddedKafka::start(1).expect("mock cluster");
+    kafka.create_topic("trades", PARTITIONS).expect("topic");
+    kafka.create_topic("stats", 1).expect("topic");
+    sigkill_rounds(&kafka.bootstrap_servers(), Batching::Default, 40_000);
+}
+
+/// tansu answers "latest offset" with the last batch's base offset + 1: the trades are
+/// produced one record per batch so the bounded last run sees the true end.
+#[test]
+fn upsert_topic_holds_the_oracle_after_sigkill_rounds_on_tansu() {
+    let tansu = TansuBroker::start().unwrap_or_else(|e| panic!("tansu: {e}"));
+    tansu.create_topic("trades", PARTITIONS).expect("topic");
+    tansu.create_topic("stats", 1).expect("topic");
+    sigkill_rounds(
+        &tansu.bootstrap_servers(),
+        Batching::OneRecordPerBatch,
+        20_000,
+    );
 }
 
 #[test]

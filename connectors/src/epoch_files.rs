@@ -30,6 +30,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{ConnectorError, Result};
+use crate::io_retry::retry_interrupted;
 use crate::writer_thread::WRITER_FILE_BUFFER_BYTES;
 
 /// The name of a file the epoch-mode sink owns in its directory.
@@ -115,7 +116,7 @@ pub fn create_dir(dir: &Path) -> Result<()> {
 /// Fsyncs the directory `dir`, making the renames and deletions in it durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
-        .and_then(|d| d.sync_all())
+        .and_then(|d| retry_interrupted(|| d.sync_all()))
         .map_err(|e| ConnectorError::io(format!("fsyncing the directory '{}'", dir.display()), e))
 }
 
@@ -343,7 +344,7 @@ impl ShardPart {
                 e.into_error(),
             )
         })?;
-        file.sync_all()
+        retry_interrupted(|| file.sync_all())
             .map_err(|e| ConnectorError::io(format!("fsyncing '{}'", self.path.display()), e))?;
         drop(file);
         let pending = PartName::Pending {
@@ -399,8 +400,7 @@ impl Write for ShardPartWriter {
         if let Some(file) = &mut state.file {
             file.flush()
                 .map_err(|e| with_path("writing", &part.path, e))?;
-            file.get_ref()
-                .sync_data()
+            retry_interrupted(|| file.get_ref().sync_data())
                 .map_err(|e| with_path("fsyncing", &part.path, e))?;
         }
         Ok(())

@@ -14,6 +14,7 @@ pub mod file_sink;
 pub mod file_source;
 pub mod generated_partitions;
 pub mod generator_source;
+pub mod io_retry;
 pub mod json_lines;
 pub mod kafka_batch_queue;
 pub mod kafka_options;

@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{ConnectorError, Result};
+use crate::io_retry::retry_interrupted;
 use crate::json_lines::RowWriter;
 use crate::Sink;
 
@@ -194,9 +195,9 @@ fn flush_output(
         Output::Stdout => stdout_lock.map_or(Ok(()), |out| out.flush()),
         Output::File(out) => out.flush().and_then(|()| {
             if closing {
-                out.get_ref().sync_all()
+                retry_interrupted(|| out.get_ref().sync_all())
             } else {
-                out.get_ref().sync_data()
+                retry_interrupted(|| out.get_ref().sync_data())
             }
         }),
         Output::Custom(out) => out.flush(),

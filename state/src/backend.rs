@@ -97,7 +97,14 @@ impl FileTable {
 
 /// Opens and fsyncs directory `dir`.
 pub(crate) fn sync_dir_blocking(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    let d = File::open(dir)?;
+    loop {
+        match d.sync_all() {
+            // A signal (SIGTERM on its way to a clean stop) is not an I/O error.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
 }
 
 /// Ordinary blocking pwrite/fdatasync: the fallback when io_uring is not available.
@@ -134,7 +141,13 @@ impl StorageBackend for BlockingBackend {
         self.files.get(file).map(drop)
     }
     fn sync(&mut self, file: FileId) -> io::Result<()> {
-        self.files.get(file)?.sync_data()
+        let f = self.files.get(file)?;
+        loop {
+            match f.sync_data() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
     }
     fn truncate(&mut self, file: FileId, len: u64) -> io::Result<()> {
         self.files.get(file)?.set_len(len)

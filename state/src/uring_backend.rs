@@ -12,6 +12,9 @@ use io_uring::{opcode, types, IoUring};
 
 use crate::backend::{sync_dir_blocking, FileId, FileTable, StorageBackend};
 
+/// errno of an interrupted system call.
+const EINTR: i32 = 4;
+
 /// `user_data` of the single fsync in flight (write slots use their index).
 const FSYNC_USER_DATA: u64 = u64::MAX;
 
@@ -70,6 +73,26 @@ impl UringBackend {
         self.push(&entry)
     }
 
+    /// Submits, again when a signal interrupted the system call (EINTR is not an I/O error).
+    fn submit(&mut self) -> io::Result<usize> {
+        loop {
+            match self.ring.submit() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Submits and waits for `want` completions, again when a signal interrupted the wait.
+    fn submit_and_wait(&mut self, want: usize) -> io::Result<usize> {
+        loop {
+            match self.ring.submit_and_wait(want) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
     fn push(&mut self, entry: &io_uring::squeue::Entry) -> io::Result<()> {
         loop {
             // SAFETY: the buffer the entry points to is owned by `self.slots` until its
@@ -78,7 +101,7 @@ impl UringBackend {
             if pushed.is_ok() {
                 return Ok(());
             }
-            self.ring.submit()?;
+            self.submit()?;
         }
     }
 
@@ -102,7 +125,10 @@ impl UringBackend {
                     "io_uring completion for unknown slot {slot}"
                 )));
             };
-            if result < 0 {
+            if result == -EINTR {
+                // Interrupted by a signal before writing anything: write it again.
+                self.push_write(slot)?;
+            } else if result < 0 {
                 self.error_pending
                     .get_or_insert(io::Error::from_raw_os_error(-result));
                 self.free_slot(slot);
@@ -136,7 +162,7 @@ impl UringBackend {
     /// Waits until every write in flight has completed, then reports the first error.
     fn drain(&mut self) -> io::Result<()> {
         while self.in_flight() > 0 {
-            self.ring.submit_and_wait(1)?;
+            self.submit_and_wait(1)?;
             self.reap()?;
         }
         self.take_error()
@@ -167,7 +193,7 @@ impl StorageBackend for UringBackend {
         }
         let fd = self.files.get(file)?.as_raw_fd();
         while self.slots_free.is_empty() {
-            self.ring.submit_and_wait(1)?;
+            self.submit_and_wait(1)?;
             self.reap()?;
         }
         let Some(slot) = self.slots_free.pop() else {
@@ -180,7 +206,7 @@ impl StorageBackend for UringBackend {
             done: 0,
         });
         self.push_write(slot)?;
-        self.ring.submit()?;
+        self.submit()?;
         self.reap()?;
         self.take_error()
     }
@@ -197,8 +223,12 @@ impl StorageBackend for UringBackend {
             .user_data(FSYNC_USER_DATA);
         self.push(&entry)?;
         loop {
-            self.ring.submit_and_wait(1)?;
+            self.submit_and_wait(1)?;
             if let Some(result) = self.reap()? {
+                if result == -EINTR {
+                    self.push(&entry)?;
+                    continue;
+                }
                 return if result < 0 {
                     Err(io::Error::from_raw_os_error(-result))
                 } else {
@@ -235,7 +265,7 @@ impl Drop for UringBackend {
     fn drop(&mut self) {
         // The kernel may still read the buffers of writes in flight: wait for them all.
         while self.in_flight() > 0 {
-            if self.ring.submit_and_wait(1).is_err() || self.reap().is_err() {
+            if self.submit_and_wait(1).is_err() || self.reap().is_err() {
                 // Nothing else can be done safely: leak the buffers rather than free them.
                 for slot in self.slots.iter_mut() {
                     if let Some(w) = slot.take() {

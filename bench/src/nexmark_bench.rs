@@ -265,37 +265,13 @@ fn run_checked(
 }
 
 fn check_report(report: &JobReport, expected: &NexmarkExpected) -> Result<()> {
-    let wrong = |m: String| Err(BenchError::WrongResult(m));
-    if report.records_in() != expected.bids {
-        return wrong(format!(
-            "the job read {} bids, expected {}",
-            report.records_in(),
-            expected.bids
-        ));
-    }
-    if report.skipped_total() > 0 {
-        return wrong(format!(
-            "the job skipped {} records as bad input: {:?}; e.g. {:?}",
-            report.skipped_total(),
-            report.skipped(),
-            report.samples()
-        ));
-    }
-    if report.late_events() > 0 || report.late_partial_groups() > 0 {
-        return wrong(format!(
-            "the job dropped {} late events and {} late partial groups of an ordered stream",
-            report.late_events(),
-            report.late_partial_groups()
-        ));
-    }
-    if report.rows_out() != expected.rows {
-        return wrong(format!(
-            "the job emitted {} result rows, expected {}",
-            report.rows_out(),
-            expected.rows
-        ));
-    }
-    Ok(())
+    crate::trades_query::check_clean_run(
+        report,
+        expected.bids,
+        "(the bids generated)",
+        expected.rows,
+        "the oracle's rows",
+    )
 }
 
 /// The runs of the in-process benchmark.

@@ -1,8 +1,73 @@
 //! The partitions of a generated table (trades generator, Nexmark): numbered 0..n under the
 //! table's name, each resumable at an offset.
 
+use std::time::Instant;
+
 use crate::error::{ConnectorError, Result};
-use crate::PartitionInfo;
+use crate::{PartitionInfo, RawBatch};
+
+/// Round-robin turns over a generated source's partitions, each paced to a rate.
+pub struct Turns {
+    /// Records per wall-clock second of each partition (None: as fast as possible).
+    rate_per_partition: Option<f64>,
+    opened: Instant,
+    turn: usize,
+}
+
+impl Turns {
+    pub fn new(rate_per_partition: Option<f64>) -> Self {
+        Turns {
+            rate_per_partition,
+            opened: Instant::now(),
+            turn: 0,
+        }
+    }
+
+    /// How many records each partition may have produced since the source opened.
+    pub fn allowed(&self) -> Option<u64> {
+        self.rate_per_partition
+            .map(|rate| (self.opened.elapsed().as_secs_f64() * rate) as u64)
+    }
+
+    /// The partition (of `count`) whose turn it is.
+    pub fn next(&mut self, count: usize) -> usize {
+        let index = self.turn % count;
+        self.turn = self.turn.wrapping_add(1);
+        index
+    }
+}
+
+/// Where one poll started in its output batch, to stop at the poll's limits.
+#[derive(Clone, Copy)]
+pub struct PollBudget {
+    records_start: usize,
+    bytes_start: usize,
+    records_max: usize,
+    bytes_max: usize,
+}
+
+impl PollBudget {
+    pub fn new(out: &RawBatch, records_max: usize, bytes_max: usize) -> Self {
+        PollBudget {
+            records_start: out.len(),
+            bytes_start: out.bytes(),
+            records_max,
+            bytes_max,
+        }
+    }
+
+    /// Whether `out` has room for more records in this poll.
+    #[inline]
+    pub fn has_room(&self, out: &RawBatch) -> bool {
+        out.len() - self.records_start < self.records_max
+            && out.bytes() - self.bytes_start < self.bytes_max
+    }
+
+    /// Records added by this poll.
+    pub fn records(&self, out: &RawBatch) -> usize {
+        out.len() - self.records_start
+    }
+}
 
 /// Partitions `0..count` of generated table `table`.
 pub fn discover(table: &str, count: u32) -> Vec<PartitionInfo> {

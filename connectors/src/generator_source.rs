@@ -19,10 +19,10 @@
 //! `k` events (the same stream only if `start-ts` is given explicitly).
 
 use std::collections::BTreeMap;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{ConnectorError, Result};
-use crate::generated_partitions;
+use crate::generated_partitions::{self, PollBudget, Turns};
 use crate::trades_generator::{TradeGenConfig, TradeGenerator, SYMBOLS_MAX};
 use crate::{PartitionInfo, RawBatch, Source, SourceFactory, SourceStatus};
 
@@ -207,9 +207,7 @@ impl SourceFactory for GeneratorSourceFactory {
         Ok(Box::new(GeneratorSource {
             partitions,
             streams,
-            rows_per_second: o.rows_per_second.map(|r| r as f64 / o.partitions as f64),
-            opened: Instant::now(),
-            turn: 0,
+            turns: Turns::new(o.rows_per_second.map(|r| r as f64 / o.partitions as f64)),
             line: Vec::with_capacity(128),
         }))
     }
@@ -242,10 +240,8 @@ struct Stream {
 struct GeneratorSource {
     partitions: Vec<PartitionInfo>,
     streams: Vec<Stream>,
-    /// Rate limit of each partition.
-    rows_per_second: Option<f64>,
-    opened: Instant,
-    turn: usize,
+    /// Turns over the partitions, each paced to its share of `rows-per-second`.
+    turns: Turns,
     /// Reused encoding buffer of one record.
     line: Vec<u8>,
 }
@@ -261,24 +257,19 @@ impl Source for GeneratorSource {
         records_max: usize,
         bytes_max: usize,
     ) -> Result<SourceStatus> {
-        let records_start = out.len();
-        let bytes_start = out.bytes();
-        let allowed = self
-            .rows_per_second
-            .map(|rate| (self.opened.elapsed().as_secs_f64() * rate) as u64);
+        let budget = PollBudget::new(out, records_max, bytes_max);
+        let allowed = self.turns.allowed();
         let count = self.streams.len();
         for _ in 0..count {
-            if out.len() - records_start >= records_max || out.bytes() - bytes_start >= bytes_max {
+            if !budget.has_room(out) {
                 break;
             }
-            let index = self.turn % count;
-            self.turn = self.turn.wrapping_add(1);
+            let index = self.turns.next(count);
             let stream = &mut self.streams[index];
             let mut run = 0;
             while !stream.ended
                 && run < GENERATOR_RUN_RECORDS_MAX
-                && out.len() - records_start < records_max
-                && out.bytes() - bytes_start < bytes_max
+                && budget.has_room(out)
                 && allowed.is_none_or(|a| stream.emitted_since_open < a)
             {
                 let offset = stream.generator.generated();
@@ -304,7 +295,7 @@ impl Source for GeneratorSource {
                 out.ended.push(index as u32);
             }
         }
-        Ok(if out.len() > records_start {
+        Ok(if budget.records(out) > 0 {
             SourceStatus::Data
         } else if self.streams.iter().all(|s| s.ended) {
             SourceStatus::Finished

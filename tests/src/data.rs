@@ -169,6 +169,42 @@ pub fn write_lines(path: &Path, lines: &[String]) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// 6000 generated trades (12 symbols, 2000 per second of event time, 80 ms disorder, seed
+/// `seed`) with late events injected: every 40th event `old_ms` old, and every 37th between
+/// `bound_ms` and `bound_ms + spread_ms` old (late or not depending on where its window ends).
+pub fn trades_with_late_events(
+    seed: u64,
+    bound_ms: i64,
+    old_ms: i64,
+    spread_ms: i64,
+) -> Vec<String> {
+    let lines = generate_trades(&TradeSpec {
+        events: 6_000,
+        seed,
+        symbols: 12,
+        events_per_second: 2_000,
+        disorder_ms: 80,
+        ..TradeSpec::default()
+    });
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let back = if i > 0 && i % 40 == 0 {
+                old_ms
+            } else if i > 0 && i % 37 == 0 {
+                bound_ms + (i as i64 * 7919) % spread_ms
+            } else {
+                return line;
+            };
+            let mut v: Value = serde_json::from_str(&line).expect("generated JSON");
+            let ts = v["ts"].as_i64().expect("epoch ms");
+            v["ts"] = Value::from(ts - back);
+            v.to_string()
+        })
+        .collect()
+}
+
 /// Produces the lines to `topic` (which has `partitions` partitions), spread by `by`.
 pub fn produce_lines(
     bootstrap: &str,

@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use spillway_connectors::embedded_kafka::EmbeddedKafka;
 use spillway_engine::limits::Limits;
 use spillway_tests::compare::assert_rows_match;
-use spillway_tests::data::{generate_trades, produce_lines, write_lines, PartitionBy, TradeSpec};
+use spillway_tests::data::{
+    generate_trades, produce_lines, trades_with_late_events, write_lines, PartitionBy, TradeSpec,
+};
 use spillway_tests::job::{
     file_sink_table, file_source_table, kafka_source_table, options, run_to_rows, Outcome, Scratch,
 };
@@ -114,41 +116,10 @@ fn window_end_is_exclusive_and_late_events_never_update_an_emitted_window() {
     assert_eq!((o.late_events, &o.rows), (3, &expected));
 }
 
-/// Generated trades with late events injected: every 40th event 1.2 s old (always late
-/// once the stream is under way) and every 37th event between `bound` and `bound + 300` ms
-/// old (late or not depending on where its window ends).
-fn trades_with_late_events(bound_ms: i64) -> Vec<String> {
-    let lines = generate_trades(&TradeSpec {
-        events: 6_000,
-        seed: 31,
-        symbols: 12,
-        events_per_second: 2_000,
-        disorder_ms: 80,
-        ..TradeSpec::default()
-    });
-    lines
-        .into_iter()
-        .enumerate()
-        .map(|(i, line)| {
-            let back = if i > 0 && i % 40 == 0 {
-                1_200
-            } else if i > 0 && i % 37 == 0 {
-                bound_ms + (i as i64 * 7919) % 300
-            } else {
-                return line;
-            };
-            let mut v: Value = serde_json::from_str(&line).expect("generated JSON");
-            let ts = v["ts"].as_i64().expect("epoch ms");
-            v["ts"] = Value::from(ts - back);
-            v.to_string()
-        })
-        .collect()
-}
-
 #[test]
 fn late_counts_are_exact_event_by_event() {
     let bound = 100;
-    let lines = trades_with_late_events(bound);
+    let lines = trades_with_late_events(31, bound, 1_200, 300);
     let events = parse_events(&lines.join("\n"), "ts").expect("events");
     for (size_ms, size_sql) in [(250, "'250' MILLISECOND"), (1_000, "'1' SECOND")] {
         let expected = oracle(size_ms, &events, Some(bound));

@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use spillway_engine::limits::Limits;
 use spillway_tests::compare::assert_rows_match;
 use spillway_tests::data::{
-    generate_trades, standard_events, standard_trades, write_lines, TradeSpec, STANDARD_BOUND_MS,
+    generate_trades, standard_events, standard_trades, trades_with_late_events, write_lines,
+    TradeSpec, STANDARD_BOUND_MS,
 };
 use spillway_tests::job::{
     file_sink_table, file_source_table, options, run_to_rows, Outcome, Scratch,
@@ -163,37 +164,6 @@ fn cumulate_per_symbol_on_1_and_2_shards() {
     );
 }
 
-/// Generated trades with late events injected: every 40th event 2.5 s old and every 37th
-/// between `bound` and `bound + 900` ms old (late or not depending on where their last
-/// window ends).
-fn trades_with_late_events(bound_ms: i64) -> Vec<String> {
-    let lines = generate_trades(&TradeSpec {
-        events: 6_000,
-        seed: 77,
-        symbols: 12,
-        events_per_second: 2_000,
-        disorder_ms: 80,
-        ..TradeSpec::default()
-    });
-    lines
-        .into_iter()
-        .enumerate()
-        .map(|(i, line)| {
-            let back = if i > 0 && i % 40 == 0 {
-                2_500
-            } else if i > 0 && i % 37 == 0 {
-                bound_ms + (i as i64 * 7919) % 900
-            } else {
-                return line;
-            };
-            let mut v: Value = serde_json::from_str(&line).expect("generated JSON");
-            let ts = v["ts"].as_i64().expect("epoch ms");
-            v["ts"] = Value::from(ts - back);
-            v.to_string()
-        })
-        .collect()
-}
-
 /// Runs `lines` from a one-split file on one shard, one record per poll, so the watermark
 /// before each event is exact.
 fn run_one_per_poll(lines: &[String], bound_ms: i64, query: &str) -> Outcome {
@@ -217,7 +187,7 @@ fn run_one_per_poll(lines: &[String], bound_ms: i64, query: &str) -> Outcome {
 #[test]
 fn late_counts_are_exact_and_late_events_reach_only_windows_not_emitted() {
     let bound = 100;
-    let lines = trades_with_late_events(bound);
+    let lines = trades_with_late_events(77, bound, 2_500, 900);
     let events = parse_events(&lines.join("\n"), "ts").expect("events");
     let cases = [
         (

@@ -24,13 +24,12 @@
 //! resuming a partition at offset `k` costs nothing.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use super::generator::{NexmarkGenerator, StreamConfig, BASE_TIME_MS_DEFAULT, EVENT_RATE_DEFAULT};
 use super::json::{write_auction_json, write_bid_json, write_person_json};
 use super::model::EventKind;
 use crate::error::{ConnectorError, Result};
-use crate::generated_partitions;
+use crate::generated_partitions::{self, PollBudget, Turns};
 use crate::{PartitionInfo, RawBatch, Source, SourceFactory, SourceStatus};
 
 /// Options the `nexmark` source accepts.
@@ -223,9 +222,7 @@ impl SourceFactory for NexmarkSourceFactory {
             kind: o.kind,
             stride: u64::from(o.partitions),
             generator: NexmarkGenerator::new(o.stream),
-            rate_per_partition: o.rate.map(|r| r as f64 / f64::from(o.partitions)),
-            opened: Instant::now(),
-            turn: 0,
+            turns: Turns::new(o.rate.map(|r| r as f64 / f64::from(o.partitions))),
         }))
     }
 
@@ -266,10 +263,8 @@ struct NexmarkSource {
     kind: EventKind,
     stride: u64,
     generator: NexmarkGenerator,
-    /// Stream events per wall-clock second of each partition.
-    rate_per_partition: Option<f64>,
-    opened: Instant,
-    turn: usize,
+    /// Turns over the splits, paced to stream events per wall-clock second of each.
+    turns: Turns,
 }
 
 impl NexmarkSource {
@@ -297,26 +292,21 @@ impl Source for NexmarkSource {
         records_max: usize,
         bytes_max: usize,
     ) -> Result<SourceStatus> {
-        let records_start = out.len();
-        let bytes_start = out.bytes();
-        let allowed = self
-            .rate_per_partition
-            .map(|rate| (self.opened.elapsed().as_secs_f64() * rate) as u64);
+        let budget = PollBudget::new(out, records_max, bytes_max);
+        let allowed = self.turns.allowed();
         let count = self.splits.len();
         for _ in 0..count {
-            if out.len() - records_start >= records_max || out.bytes() - bytes_start >= bytes_max {
+            if !budget.has_room(out) {
                 break;
             }
-            let index = self.turn % count;
-            self.turn = self.turn.wrapping_add(1);
+            let index = self.turns.next(count);
             let (mut run, mut stepped) = (0, 0);
             loop {
                 let split = &mut self.splits[index];
                 if split.ended
                     || run >= NEXMARK_RUN_RECORDS_MAX
                     || stepped >= NEXMARK_RUN_EVENTS_MAX
-                    || out.len() - records_start >= records_max
-                    || out.bytes() - bytes_start >= bytes_max
+                    || !budget.has_room(out)
                     || allowed.is_some_and(|a| split.stepped_since_open >= a)
                 {
                     break;
@@ -343,7 +333,7 @@ impl Source for NexmarkSource {
                 out.ended.push(index as u32);
             }
         }
-        Ok(if out.len() > records_start {
+        Ok(if budget.records(out) > 0 {
             SourceStatus::Data
         } else if self.splits.iter().all(|s| s.ended) {
             SourceStatus::Finished

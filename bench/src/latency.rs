@@ -104,6 +104,8 @@ pub struct LatencyOptions {
     pub progress: bool,
     /// Extra librdkafka consumer settings of the source (`properties.KEY`).
     pub consumer_properties: Vec<(String, String)>,
+    /// Extra librdkafka settings of the load generator's producer.
+    pub producer_properties: Vec<(String, String)>,
 }
 
 impl LatencyOptions {
@@ -122,6 +124,7 @@ impl LatencyOptions {
             drain_max: Duration::from_secs(3),
             progress: false,
             consumer_properties: Vec::new(),
+            producer_properties: Vec::new(),
         }
     }
 
@@ -606,11 +609,16 @@ fn drive(
         offset_ns: start.elapsed().as_nanos() as u64,
     };
     let _ = schedule_cell.set(schedule);
-    let producer: BaseProducer<DeliveryCounter> = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", PRODUCER_LINGER_MS)
         .set("acks", "1")
-        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.messages", "1000000");
+    for (k, v) in &opts.producer_properties {
+        config.set(k, v);
+    }
+    let producer: BaseProducer<DeliveryCounter> = config
         .create_with_context(DeliveryCounter::default())
         .map_err(kafka_err("cannot create the producer"))?;
     let progress = AtomicU64::new(0);

@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// fetch.wait.max.ms=1.
     #[arg(long = "consumer-property", value_parser = parse_key_value)]
     pub consumer_properties: Vec<(String, String)>,
+    /// An extra librdkafka setting KEY=VALUE of the load generator's producer (repeatable),
+    /// e.g. linger.ms=0 (default 1).
+    #[arg(long = "producer-property", value_parser = parse_key_value)]
+    pub producer_properties: Vec<(String, String)>,
 }
 
 fn parse_key_value(text: &str) -> std::result::Result<(String, String), String> {
@@ -72,6 +76,7 @@ impl RunArgs {
         o.shards = self.shards;
         o.pin_cores = !self.no_pin;
         o.consumer_properties = self.consumer_properties.clone();
+        o.producer_properties = self.producer_properties.clone();
         o.warmup = Duration::from_secs_f64(self.warmup.min(1e6));
         Ok(o)
     }

@@ -18,6 +18,8 @@
 pub mod checking_sink;
 pub mod checkpoint_bench;
 pub mod delivery;
+pub mod dimension_bench;
+pub mod eo_bench;
 pub mod error;
 pub mod figures;
 pub mod file_bench;

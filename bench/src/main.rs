@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use spillway_bench::checkpoint_bench::{run_checkpoint_bench, CheckpointArgs};
+use spillway_bench::dimension_bench::{render, run_dimension_bench, DimensionArgs};
+use spillway_bench::eo_bench::{run_eo_bench, EoArgs};
 use spillway_bench::latency_cli::{latency_command, sweep_command, LatencyArgs, SweepArgs};
 use spillway_bench::nexmark_bench::{run_nexmark, NexmarkArgs};
 use spillway_bench::trades_data::{TradeDataConfig, EVENT_RATE_DEFAULT};
@@ -64,6 +66,10 @@ enum Command {
     Nexmark(NexmarkArgs),
     /// Checkpoint duration, hot-path stall and recovery time with N keys of window state.
     Checkpoint(CheckpointArgs),
+    /// Per-event cost of the lookup join with a dimension table, per size (checked).
+    Dimension(DimensionArgs),
+    /// The cost of exactly-once into Kafka against at-least-once, per checkpoint interval.
+    ExactlyOnce(EoArgs),
 }
 
 #[derive(Args)]
@@ -138,7 +144,11 @@ fn run(cli: Cli) -> anyhow::Result<(BenchSummary, bool)> {
             (run_file(&opts)?, common.json)
         }
         Command::Nexmark(args) => (run_nexmark(&args.options()?)?, args.json),
-        Command::Latency(_) | Command::Sweep(_) | Command::Checkpoint(_) => {
+        Command::Latency(_)
+        | Command::Sweep(_)
+        | Command::Checkpoint(_)
+        | Command::Dimension(_)
+        | Command::ExactlyOnce(_) => {
             anyhow::bail!("internal: latency and sweep are run by main")
         }
     })
@@ -151,6 +161,10 @@ fn main() -> ExitCode {
         Command::Sweep(args) => Some(sweep_command(args)),
         Command::Checkpoint(args) => {
             Some(run_checkpoint_bench(args).map(|r| print!("{}", r.text())))
+        }
+        Command::ExactlyOnce(args) => Some(run_eo_bench(args).map(|t| print!("{t}"))),
+        Command::Dimension(args) => {
+            Some(run_dimension_bench(args).map(|f| print!("{}", render(&f))))
         }
         _ => None,
     };

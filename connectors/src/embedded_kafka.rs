@@ -88,6 +88,13 @@ impl EmbeddedKafka {
         self.cluster.request_errors(RDKafkaApiKey::Produce, &errors);
     }
 
+    /// Fault injection: the next `count` requests of kind `api` fail with `error` (for
+    /// example `EndTxn` with `INVALID_PRODUCER_EPOCH`, what a transaction that timed out on
+    /// the broker gets).
+    pub fn fail_next_requests(&self, api: RDKafkaApiKey, error: RDKafkaRespErr, count: usize) {
+        self.cluster.request_errors(api, &vec![error; count]);
+    }
+
     /// Fault injection: broker `broker_id` (1 ..= brokers) stops answering.
     pub fn broker_down(&self, broker_id: i32) -> Result<()> {
         self.cluster

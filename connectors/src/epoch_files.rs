@@ -750,7 +750,7 @@ mod tests {
                     }
                     Step::Commit { back } => {
                         let epoch = model.durable.saturating_sub(back);
-                        factory.commit_epochs(epoch).expect("commit");
+                        factory.commit_epochs(epoch, &Default::default()).expect("commit");
                         model.visible = model.visible.max(epoch);
                     }
                     Step::Crash => {

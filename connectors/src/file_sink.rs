@@ -22,7 +22,7 @@ use arrow::record_batch::RecordBatch;
 use crate::epoch_files::{self, ShardPart};
 use crate::error::{ConnectorError, Result};
 use crate::writer_thread::{WriterSink, WriterTarget, WriterThread};
-use crate::{EpochPrepared, Sink, SinkFactory};
+use crate::{EpochPrepared, PartitionInfo, Sink, SinkFactory};
 
 pub use crate::epoch_files::read_committed_lines;
 
@@ -190,7 +190,7 @@ impl SinkFactory for FileSinkFactory {
         self.epochs
     }
 
-    fn commit_epochs(&self, epoch: u64) -> Result<()> {
+    fn commit_epochs(&self, epoch: u64, _: &BTreeMap<PartitionInfo, i64>) -> Result<()> {
         if !self.epochs {
             return Ok(());
         }
@@ -496,13 +496,19 @@ mod tests {
             ],
             "an empty epoch creates nothing"
         );
-        factory.commit_epochs(1).expect("commit 1");
+        factory
+            .commit_epochs(1, &BTreeMap::new())
+            .expect("commit 1");
         let epoch_1 = id_lines((0..3).flat_map(|s| ids_of(s, 1)));
         assert_eq!(visible(&dir), epoch_1);
-        factory.commit_epochs(1).expect("idempotent");
-        factory.commit_epochs(0).expect("smaller");
+        factory
+            .commit_epochs(1, &BTreeMap::new())
+            .expect("idempotent");
+        factory.commit_epochs(0, &BTreeMap::new()).expect("smaller");
         assert_eq!(visible(&dir), epoch_1);
-        factory.commit_epochs(2).expect("commit 2");
+        factory
+            .commit_epochs(2, &BTreeMap::new())
+            .expect("commit 2");
         let epochs_1_2 = id_lines(
             (0..3)
                 .flat_map(|s| ids_of(s, 1))
@@ -542,7 +548,9 @@ mod tests {
                 .and_then(|p| p.wait())
                 .expect("prepare");
         }
-        restarted.commit_epochs(2).expect("commit");
+        restarted
+            .commit_epochs(2, &BTreeMap::new())
+            .expect("commit");
         restarted.close().expect("close");
         let all = id_lines(
             (0..3)
@@ -563,7 +571,7 @@ mod tests {
         let factory = epoch_factory(tmp.path());
         factory.recover_epochs(None).expect("recover");
         run_three_epochs(&factory);
-        factory.commit_epochs(1).expect("commit");
+        factory.commit_epochs(1, &BTreeMap::new()).expect("commit");
         drop(factory);
         let restarted = epoch_factory(tmp.path());
         restarted.recover_epochs(Some(2)).expect("recover");
@@ -622,7 +630,9 @@ mod tests {
             sink.prepare_epoch(2).and_then(|p| p.wait()).is_err(),
             "the failure is sticky"
         );
-        let err = factory.commit_epochs(1).expect_err("no directory");
+        let err = factory
+            .commit_epochs(1, &BTreeMap::new())
+            .expect_err("no directory");
         assert!(err.to_string().contains("vanishing"), "{err}");
     }
 
@@ -685,7 +695,7 @@ mod tests {
             std::fs::read_to_string(&path).expect("read"),
             "{\"id\":7}\n"
         );
-        factory.commit_epochs(1).expect("no-op");
+        factory.commit_epochs(1, &BTreeMap::new()).expect("no-op");
         drop(sink);
         factory.close().expect("close");
     }

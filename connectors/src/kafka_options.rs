@@ -209,7 +209,18 @@ const SINK_KEYS: &[&str] = &[
     "sink.delivery-guarantee",
     "sink.flush.timeout",
     "sink.connect.timeout",
+    "sink.transactional-id-prefix",
+    "sink.transaction.timeout",
+    "sink.transaction.buffer-bytes",
 ];
+
+/// Default of `sink.transaction.timeout` (librdkafka's `transaction.timeout.ms` default).
+pub const TRANSACTION_TIMEOUT_MS_DEFAULT: u64 = 60_000;
+/// Default of `sink.transaction.buffer-bytes`: the encoded records of one shard's epoch kept
+/// until the epoch is prepared.
+pub const TRANSACTION_BUFFER_BYTES_DEFAULT: usize = 256 << 20;
+/// Largest `sink.transaction.buffer-bytes`.
+pub const TRANSACTION_BUFFER_BYTES_MAX: usize = 4 << 30;
 
 /// `sink.delivery-guarantee`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,6 +230,21 @@ pub enum DeliveryGuarantee {
     AtLeastOnce,
     /// Fire and forget (acks=1): `flush` does not wait, failed deliveries are only logged.
     None,
+    /// Each checkpoint epoch's records are written in one Kafka transaction per shard, which
+    /// commits with the source's offsets once the checkpoint is durable (see `kafka_txn`).
+    ExactlyOnce,
+}
+
+/// The transactional settings of an exactly-once Kafka sink.
+#[derive(Debug, Clone)]
+pub struct TransactionOptions {
+    /// `sink.transactional-id-prefix` (default: derived from the source's group and the
+    /// table).
+    pub id_prefix: Option<String>,
+    /// `sink.transaction.timeout` (default 60 s): librdkafka's `transaction.timeout.ms`.
+    pub timeout_ms: u64,
+    /// `sink.transaction.buffer-bytes`: limit of one shard's encoded records per epoch.
+    pub buffer_bytes: usize,
 }
 
 /// The options of a Kafka sink table, parsed and checked (the key fields are checked against
@@ -235,6 +261,8 @@ pub struct KafkaSinkOptions {
     pub flush_timeout_ms: u64,
     /// `sink.connect.timeout` (default 10 s): for the check that the topic exists.
     pub connect_timeout_ms: u64,
+    /// The transactional settings (used with exactly-once).
+    pub transaction: TransactionOptions,
 }
 
 /// librdkafka settings of the sink's producers (overridable through `properties.*`): send
@@ -275,13 +303,56 @@ impl KafkaSinkOptions {
         )? {
             "at-least-once" => DeliveryGuarantee::AtLeastOnce,
             "none" => DeliveryGuarantee::None,
-            _ => {
+            _ => DeliveryGuarantee::ExactlyOnce,
+        };
+        if guarantee != DeliveryGuarantee::ExactlyOnce {
+            for key in [
+                "sink.transactional-id-prefix",
+                "sink.transaction.timeout",
+                "sink.transaction.buffer-bytes",
+            ] {
+                if options.contains_key(key) {
+                    return Err(ConnectorError::config(
+                        table,
+                        format!(
+                            "option '{key}' applies only to 'sink.delivery-guarantee' = \
+                             'exactly-once'"
+                        ),
+                    ));
+                }
+            }
+        }
+        if common.properties.contains_key("transactional.id") {
+            return Err(ConnectorError::config(
+                table,
+                "property 'transactional.id' is set by the sink (one per shard); use option \
+                 'sink.transactional-id-prefix' instead",
+            ));
+        }
+        let id_prefix = match options.get("sink.transactional-id-prefix") {
+            Some(p) if p.trim().is_empty() => {
                 return Err(ConnectorError::config(
                     table,
-                    "option 'sink.delivery-guarantee' = 'exactly-once' is not supported yet \
-                     (accepted: at-least-once, none)",
+                    "option 'sink.transactional-id-prefix' is empty",
                 ))
             }
+            other => other.map(|p| p.trim().to_string()),
+        };
+        let transaction = TransactionOptions {
+            id_prefix,
+            timeout_ms: duration_ms(
+                table,
+                options,
+                "sink.transaction.timeout",
+                TRANSACTION_TIMEOUT_MS_DEFAULT,
+            )?,
+            buffer_bytes: bytes(
+                table,
+                options,
+                "sink.transaction.buffer-bytes",
+                TRANSACTION_BUFFER_BYTES_DEFAULT,
+                TRANSACTION_BUFFER_BYTES_MAX,
+            )?,
         };
         Ok(KafkaSinkOptions {
             common,
@@ -299,6 +370,7 @@ impl KafkaSinkOptions {
                 "sink.connect.timeout",
                 CONNECT_TIMEOUT_MS_DEFAULT,
             )?,
+            transaction,
         })
     }
 
@@ -306,7 +378,7 @@ impl KafkaSinkOptions {
     /// delivery guarantee, then the user's properties.
     pub fn producer_config(&self, table: &str, client_suffix: &str) -> ClientConfig {
         let acks = match self.guarantee {
-            DeliveryGuarantee::AtLeastOnce => "all",
+            DeliveryGuarantee::AtLeastOnce | DeliveryGuarantee::ExactlyOnce => "all",
             DeliveryGuarantee::None => "1",
         };
         let mut defaults = PRODUCER_DEFAULTS.to_vec();
@@ -315,6 +387,24 @@ impl KafkaSinkOptions {
         if !self.common.properties.contains_key("client.id") {
             config.set("client.id", format!("spillway-{table}-{client_suffix}"));
         }
+        config
+    }
+
+    /// The configuration of a transactional producer with `transactional_id`.
+    pub fn transactional_config(
+        &self,
+        table: &str,
+        client_suffix: &str,
+        transactional_id: &str,
+    ) -> ClientConfig {
+        let mut config = self.producer_config(table, client_suffix);
+        config.set("enable.idempotence", "true");
+        config.set("acks", "all");
+        config.set("transactional.id", transactional_id);
+        config.set(
+            "transaction.timeout.ms",
+            self.transaction.timeout_ms.to_string(),
+        );
         config
     }
 }
@@ -783,10 +873,29 @@ mod tests {
         let o = KafkaSinkOptions::parse("t", &o).expect("set");
         assert_eq!(o.key_fields, ["a", "b"]);
         assert_eq!(o.producer_config("t", "s0").get("acks"), Some("1"));
+        let o = opts(&[
+            base[0],
+            base[1],
+            ("sink.delivery-guarantee", "exactly-once"),
+            ("sink.transaction.timeout", "20 s"),
+            ("sink.transactional-id-prefix", "job7"),
+        ]);
+        let o = KafkaSinkOptions::parse("t", &o).expect("exactly-once");
+        assert_eq!(o.guarantee, DeliveryGuarantee::ExactlyOnce);
+        assert_eq!(o.transaction.id_prefix.as_deref(), Some("job7"));
+        assert_eq!(o.transaction.buffer_bytes, TRANSACTION_BUFFER_BYTES_DEFAULT);
+        let c = o.transactional_config("t", "s0", "job7-x");
+        assert_eq!(c.get("transactional.id"), Some("job7-x"));
+        assert_eq!(c.get("transaction.timeout.ms"), Some("20000"));
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
         let bad = [
             (
-                ("sink.delivery-guarantee", "exactly-once"),
-                "not supported yet",
+                ("sink.transaction.timeout", "5 s"),
+                "'sink.transaction.timeout' applies only to",
+            ),
+            (
+                ("properties.transactional.id", "mine"),
+                "use option 'sink.transactional-id-prefix'",
             ),
             (
                 ("sink.delivery-guarantee", "maybe"),

@@ -3,8 +3,11 @@
 //! Options: `connector` = 'kafka', `topic`, `format` = 'json', `properties.bootstrap.servers`
 //! (required), any other `properties.X` (librdkafka property `X`), `key.fields` (`;`-separated
 //! columns: the message key is the JSON object of those columns; no key by default),
-//! `sink.delivery-guarantee` = at-least-once (default) | none, `sink.flush.timeout` (default
-//! '30 s'), `sink.connect.timeout` (default '10 s').
+//! `sink.delivery-guarantee` = at-least-once (default) | none | exactly-once,
+//! `sink.flush.timeout` (default '30 s'), `sink.connect.timeout` (default '10 s'), and with
+//! exactly-once `sink.transactional-id-prefix` (default `spillway-<source group>-<table>`),
+//! `sink.transaction.timeout` (default '60 s') and `sink.transaction.buffer-bytes` (one
+//! shard's results of one epoch, default 256 MiB). Exactly-once: see [`crate::kafka_txn`].
 //!
 //! The message value is the row as one JSON object (the JSON-lines encoding without the
 //! newline); the message timestamp is the row's `window_end` when the table has that column.
@@ -27,7 +30,7 @@ use arrow::datatypes::{
 };
 use arrow::record_batch::RecordBatch;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::ClientContext;
@@ -35,12 +38,12 @@ use rdkafka::ClientContext;
 use crate::error::{ConnectorError, Result};
 use crate::json_lines::RowWriter;
 use crate::kafka_options::{self, DeliveryGuarantee, KafkaSinkOptions, WarnLimiter};
-use crate::{Sink, SinkFactory};
+use crate::kafka_txn::{RecoveryReport, TxnCoordinator, TxnWriter};
+use crate::kafka_txn_writer::{enqueue, Enqueue, QUEUE_FULL_WAIT_MS_MAX};
+use crate::{EpochPrepared, EpochSinkContext, PartitionInfo, Sink, SinkFactory};
 
 /// Name of the column whose value becomes the message timestamp.
 pub const TIMESTAMP_COLUMN: &str = "window_end";
-/// Longest a `write` waits in total for room in a full producer queue, per row.
-const QUEUE_FULL_WAIT_MS_MAX: u64 = 10_000;
 /// How long one wait for room in the producer queue (or for deliveries in `flush`) lasts.
 const POLL_WAIT_MS: u64 = 1;
 /// Largest number of delivery-report polls after a batch (each serves a whole event).
@@ -54,6 +57,8 @@ pub struct KafkaSinkFactory {
     schema: SchemaRef,
     key_columns: Vec<usize>,
     timestamp_column: Option<usize>,
+    /// With exactly-once: the transactions of every shard.
+    txn: Option<TxnCoordinator>,
 }
 
 impl KafkaSinkFactory {
@@ -124,13 +129,26 @@ impl KafkaSinkFactory {
             &options.common.topic,
             options.connect_timeout_ms,
         )?;
+        let txn = (options.guarantee == DeliveryGuarantee::ExactlyOnce)
+            .then(|| TxnCoordinator::new(table, options.clone()));
         Ok(KafkaSinkFactory {
             table: table.to_string(),
             options,
             schema,
             key_columns,
             timestamp_column,
+            txn,
         })
+    }
+
+    /// Whether the sink is exactly-once (it then needs the job to checkpoint).
+    pub fn exactly_once(&self) -> bool {
+        self.txn.is_some()
+    }
+
+    /// The transactional side, with exactly-once (for tests and tools).
+    pub fn transactions(&self) -> Option<&TxnCoordinator> {
+        self.txn.as_ref()
     }
 }
 
@@ -140,17 +158,24 @@ impl SinkFactory for KafkaSinkFactory {
             "Kafka sink of table '{}' (topic '{}' at {})",
             self.table, self.options.common.topic, self.options.common.bootstrap_servers
         );
-        let producer: BaseProducer<DeliveryCounter> = self
-            .options
-            .producer_config(&self.table, &format!("shard{shard}"))
-            .create_with_context(DeliveryCounter::new(context.clone()))
-            .map_err(|e| {
-                ConnectorError::Kafka(format!("{context}: cannot create producer: {e}"))
-            })?;
+        let (producer, txn) = match &self.txn {
+            Some(t) => (None, Some(t.open_shard(shard)?)),
+            None => {
+                let producer: BaseProducer<DeliveryCounter> = self
+                    .options
+                    .producer_config(&self.table, &format!("shard{shard}"))
+                    .create_with_context(DeliveryCounter::new(context.clone()))
+                    .map_err(|e| {
+                        ConnectorError::Kafka(format!("{context}: cannot create producer: {e}"))
+                    })?;
+                (Some(producer), None)
+            }
+        };
         Ok(Box::new(KafkaSink {
             context,
             topic: self.options.common.topic.clone(),
             producer,
+            txn,
             schema: self.schema.clone(),
             key_columns: self.key_columns.clone(),
             timestamp_column: self.timestamp_column,
@@ -175,26 +200,66 @@ impl SinkFactory for KafkaSinkFactory {
         let guarantee = match self.options.guarantee {
             DeliveryGuarantee::AtLeastOnce => "at-least-once",
             DeliveryGuarantee::None => "no delivery guarantee",
+            DeliveryGuarantee::ExactlyOnce => "exactly-once (transactions)",
         };
         format!(
             "kafka topic '{}' at {}{key}, {guarantee}",
             self.options.common.topic, self.options.common.bootstrap_servers
         )
     }
+
+    fn epoch_committed(&self) -> bool {
+        self.txn.is_some()
+    }
+
+    fn bind_job(&self, context: &EpochSinkContext) -> Result<()> {
+        match &self.txn {
+            Some(t) => t.bind(context),
+            None => Ok(()),
+        }
+    }
+
+    fn recover_epochs(&self, committed: Option<u64>) -> Result<()> {
+        if let Some(t) = &self.txn {
+            let r = t.recover(committed)?;
+            if r != RecoveryReport::default() {
+                tracing::info!(
+                    "table '{}': transactions at recovery: {} found committed, {} produced \
+                     again from their redo files, {} aborted",
+                    self.table,
+                    r.found_committed,
+                    r.resent,
+                    r.aborted
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn commit_epochs(&self, epoch: u64, positions: &BTreeMap<PartitionInfo, i64>) -> Result<()> {
+        match &self.txn {
+            Some(t) => t.commit(epoch, positions),
+            None => Ok(()),
+        }
+    }
+
+    fn commits_source_offsets(&self) -> bool {
+        self.txn.is_some()
+    }
 }
 
 /// The producer's context: counts delivery reports, keeps the first failure, and sends
 /// librdkafka's logs and errors to `tracing` (rate-limited).
-struct DeliveryCounter {
+pub(crate) struct DeliveryCounter {
     context: String,
     reports: AtomicU64,
-    failures: AtomicU64,
+    pub(crate) failures: AtomicU64,
     first_failure: Mutex<Option<String>>,
     warn_limiter: Mutex<WarnLimiter>,
 }
 
 impl DeliveryCounter {
-    fn new(context: String) -> Self {
+    pub(crate) fn new(context: String) -> Self {
         DeliveryCounter {
             context,
             reports: AtomicU64::new(0),
@@ -202,6 +267,14 @@ impl DeliveryCounter {
             first_failure: Mutex::new(None),
             warn_limiter: Mutex::new(WarnLimiter::default()),
         }
+    }
+
+    /// The first delivery failure's text (empty if none).
+    pub(crate) fn first_failure_text(&self) -> String {
+        self.first_failure
+            .lock()
+            .map(|f| f.clone().unwrap_or_default())
+            .unwrap_or_default()
     }
 
     fn warn(&self, message: std::fmt::Arguments<'_>) {
@@ -262,7 +335,10 @@ pub struct KafkaSink {
     /// "Kafka sink of table 't' (topic 'x' at servers)", for errors.
     context: String,
     topic: String,
-    producer: BaseProducer<DeliveryCounter>,
+    /// The producer, without exactly-once.
+    producer: Option<BaseProducer<DeliveryCounter>>,
+    /// The transactional writer, with exactly-once.
+    txn: Option<TxnWriter>,
     schema: SchemaRef,
     key_columns: Vec<usize>,
     timestamp_column: Option<usize>,
@@ -277,7 +353,10 @@ pub struct KafkaSink {
 impl KafkaSink {
     /// With at-least-once, any failed delivery so far is an error (and stays one).
     fn check_deliveries(&self) -> Result<()> {
-        let counter = self.producer.context();
+        let Some(producer) = &self.producer else {
+            return Ok(());
+        };
+        let counter = producer.context();
         let failures = counter.failures.load(Ordering::Relaxed);
         if failures == 0 || self.guarantee == DeliveryGuarantee::None {
             return Ok(());
@@ -295,10 +374,13 @@ impl KafkaSink {
 
     /// Serves delivery reports without blocking, until a poll serves none.
     fn serve_reports(&self) {
+        let Some(producer) = &self.producer else {
+            return;
+        };
         for _ in 0..REPORT_POLLS_MAX {
-            let before = self.producer.context().reports.load(Ordering::Relaxed);
-            self.producer.poll(Duration::ZERO);
-            if self.producer.context().reports.load(Ordering::Relaxed) == before {
+            let before = producer.context().reports.load(Ordering::Relaxed);
+            producer.poll(Duration::ZERO);
+            if producer.context().reports.load(Ordering::Relaxed) == before {
                 break;
             }
         }
@@ -306,6 +388,12 @@ impl KafkaSink {
 
     /// Enqueues one message, waiting (bounded) while the producer queue is full.
     fn send(&self, row: usize, timestamp_ms: Option<i64>) -> Result<()> {
+        let Some(producer) = &self.producer else {
+            return Err(ConnectorError::Internal(format!(
+                "{}: a plain send on a transactional sink",
+                self.context
+            )));
+        };
         let mut record = BaseRecord::<[u8], [u8]>::to(&self.topic).payload(&self.value[..]);
         if !self.key_columns.is_empty() {
             record = record.key(&self.key[..]);
@@ -313,33 +401,19 @@ impl KafkaSink {
         if let Some(ts) = timestamp_ms {
             record = record.timestamp(ts);
         }
-        let mut waited_since: Option<Instant> = None;
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    let since = *waited_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > Duration::from_millis(QUEUE_FULL_WAIT_MS_MAX) {
-                        return Err(ConnectorError::Limit(format!(
-                            "{}: the producer queue stayed full for {} (the brokers do not \
-                             keep up, or are unreachable)",
-                            self.context,
-                            kafka_options::format_duration_ms(QUEUE_FULL_WAIT_MS_MAX)
-                        )));
-                    }
-                    self.producer.poll(Duration::ZERO);
-                    self.producer.poll(Duration::from_millis(POLL_WAIT_MS));
-                }
-                Err((e, _)) => {
-                    return Err(ConnectorError::Kafka(format!(
-                        "{}: cannot send row {row} ({} bytes): {e}",
-                        self.context,
-                        self.value.len()
-                    )))
-                }
-            }
-        }
+        enqueue(producer, record).map_err(|e| match e {
+            Enqueue::QueueFull => ConnectorError::Limit(format!(
+                "{}: the producer queue stayed full for {} (the brokers do not keep up, or \
+                 are unreachable)",
+                self.context,
+                kafka_options::format_duration_ms(QUEUE_FULL_WAIT_MS_MAX)
+            )),
+            Enqueue::Failed(e) => ConnectorError::Kafka(format!(
+                "{}: cannot send row {row} ({} bytes): {e}",
+                self.context,
+                self.value.len()
+            )),
+        })
     }
 }
 
@@ -383,32 +457,58 @@ impl Sink for KafkaSink {
                 strip_newline(&mut self.key);
             }
             let timestamp_ms = timestamps.as_ref().and_then(|t| t.ms(row));
-            self.send(row, timestamp_ms)?;
+            match self.txn.as_mut() {
+                Some(t) => {
+                    let key = keys.is_some().then_some(&self.key[..]);
+                    t.write(key, &self.value, timestamp_ms)?;
+                }
+                None => self.send(row, timestamp_ms)?,
+            }
         }
-        self.serve_reports();
+        match self.txn.as_mut() {
+            Some(t) => t.produce()?,
+            None => self.serve_reports(),
+        }
         self.rows_written += batch.num_rows() as u64;
         Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {
+        if let Some(t) = self.txn.as_mut() {
+            // Records become visible when their epoch's transaction commits.
+            return t.produce();
+        }
         self.serve_reports();
+        let Some(producer) = &self.producer else {
+            return Ok(());
+        };
         if self.guarantee == DeliveryGuarantee::None {
             return Ok(());
         }
         // Not BaseProducer::flush: it waits in steps of 100 ms.
         let started = Instant::now();
-        while self.producer.in_flight_count() > 0 {
+        while producer.in_flight_count() > 0 {
             if started.elapsed() > Duration::from_millis(self.flush_timeout_ms) {
                 return Err(ConnectorError::Kafka(format!(
                     "{}: {} records not delivered within {} (sink.flush.timeout)",
                     self.context,
-                    self.producer.in_flight_count(),
+                    producer.in_flight_count(),
                     kafka_options::format_duration_ms(self.flush_timeout_ms)
                 )));
             }
-            self.producer.poll(Duration::from_millis(POLL_WAIT_MS));
+            producer.poll(Duration::from_millis(POLL_WAIT_MS));
         }
         self.check_deliveries()
+    }
+
+    fn prepare_epoch(&mut self, epoch: u64) -> Result<EpochPrepared> {
+        match self.txn.as_mut() {
+            Some(t) => t.prepare(epoch),
+            None => {
+                self.flush()?;
+                Ok(EpochPrepared::done())
+            }
+        }
     }
 
     fn rows_written(&self) -> u64 {
@@ -418,7 +518,10 @@ impl Sink for KafkaSink {
 
 impl Drop for KafkaSink {
     fn drop(&mut self) {
-        let pending = self.producer.in_flight_count();
+        let Some(producer) = &self.producer else {
+            return;
+        };
+        let pending = producer.in_flight_count();
         if pending > 0 {
             tracing::warn!(
                 "{}: dropped with {pending} records not yet delivered (not flushed)",

@@ -275,6 +275,14 @@ impl SourceFactory for KafkaSourceFactory {
         Ok(Some(Box::new(KafkaSourceFactory::offset_committer(self)?)))
     }
 
+    fn consumer_group(&self) -> Option<crate::KafkaGroup> {
+        Some(crate::KafkaGroup {
+            bootstrap_servers: self.options.common.bootstrap_servers.clone(),
+            group_id: self.options.group_id.clone(),
+            consumer_config: self.options.consumer_config(&self.table, "transactions"),
+        })
+    }
+
     fn describe(&self) -> String {
         let startup = match self.options.startup {
             StartupMode::EarliestOffset => "earliest-offset".to_string(),

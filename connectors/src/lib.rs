@@ -6,6 +6,10 @@
 //! [`Sink`] per shard.
 
 pub mod blackhole_sink;
+pub mod crash_points;
+pub mod dimension_changelog;
+pub mod dimension_file;
+pub mod dimension_kafka;
 pub mod duration;
 pub mod embedded_kafka;
 pub mod epoch_files;
@@ -20,6 +24,9 @@ pub mod kafka_batch_queue;
 pub mod kafka_options;
 pub mod kafka_sink;
 pub mod kafka_source;
+pub mod kafka_txn;
+pub mod kafka_txn_log;
+pub mod kafka_txn_writer;
 pub mod memory_source;
 pub mod nexmark;
 pub mod print_sink;
@@ -31,6 +38,9 @@ pub mod writer_thread;
 
 pub use error::{ConnectorError, Result};
 pub use raw_batch::RawBatch;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use arrow::record_batch::RecordBatch;
 
@@ -105,6 +115,48 @@ pub trait SourceFactory: Send + Sync {
     fn offset_committer(&self) -> Result<Option<Box<dyn OffsetCommitter>>> {
         Ok(None)
     }
+
+    /// The Kafka consumer group whose committed offsets are this source's positions, if the
+    /// source is a Kafka topic (a transactional sink commits them in its transactions).
+    fn consumer_group(&self) -> Option<KafkaGroup> {
+        None
+    }
+}
+
+/// A Kafka source's consumer group: where it is and how to reach it.
+#[derive(Clone)]
+pub struct KafkaGroup {
+    /// `bootstrap.servers` of the source.
+    pub bootstrap_servers: String,
+    /// The group id.
+    pub group_id: String,
+    /// The source's consumer configuration (its properties, the group id).
+    pub consumer_config: rdkafka::ClientConfig,
+}
+
+impl std::fmt::Debug for KafkaGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "group '{}' at {}", self.group_id, self.bootstrap_servers)
+    }
+}
+
+/// What an epoch-committed sink learns about its job before recovery (see
+/// [`SinkFactory::bind_job`]).
+#[derive(Debug, Clone)]
+pub struct EpochSinkContext {
+    /// A directory inside the job's checkpoint directory that only this sink uses.
+    pub dir: PathBuf,
+    /// This run's number (the checkpoint generation): it grows by one per restart.
+    pub attempt: u64,
+    /// The source partitions of each shard of this run.
+    pub shard_partitions: Vec<Vec<PartitionInfo>>,
+    /// The next offset to read per partition at the last committed checkpoint (empty without
+    /// one).
+    pub committed_positions: BTreeMap<PartitionInfo, i64>,
+    /// The source's consumer group, when the source is Kafka.
+    pub source_group: Option<KafkaGroup>,
+    /// The checkpoint interval (an epoch lasts about this long).
+    pub checkpoint_interval: std::time::Duration,
 }
 
 /// Records positions (the next offset to read per partition) outside spillway, for
@@ -173,10 +225,22 @@ pub trait SinkFactory: Send + Sync {
     }
     /// Makes every prepared epoch <= `epoch` visible, for all shards. Called from a thread that
     /// is not a shard, after the checkpoint of `epoch` is durable; idempotent (may be called
-    /// again after a crash with the same or a smaller epoch).
-    fn commit_epochs(&self, epoch: u64) -> Result<()> {
-        let _ = epoch;
+    /// again after a crash with the same or a smaller epoch). `positions` holds the next offset
+    /// to read of every source partition at the checkpoint of `epoch`.
+    fn commit_epochs(&self, epoch: u64, positions: &BTreeMap<PartitionInfo, i64>) -> Result<()> {
+        let _ = (epoch, positions);
         Ok(())
+    }
+    /// Called once at start-up of a checkpointing job, before [`SinkFactory::recover_epochs`]
+    /// and any `open`.
+    fn bind_job(&self, context: &EpochSinkContext) -> Result<()> {
+        let _ = context;
+        Ok(())
+    }
+    /// Whether the sink commits the source's offsets itself (in its transactions); the job
+    /// then does not commit them to the consumer group separately.
+    fn commits_source_offsets(&self) -> bool {
+        false
     }
     /// Called once at start-up, before any `open`, with the last committed epoch (None: no
     /// checkpoint yet): commits prepared epochs <= it, deletes prepared epochs > it and any

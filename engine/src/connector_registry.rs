@@ -119,7 +119,8 @@ pub fn source_factory(
 
 /// Builds the sink factory of `table`, whose rows have `schema`. With `epochs` (the job
 /// checkpoints), sinks that can publish per checkpoint epoch do: the filesystem sink writes a
-/// directory of part files that appear when their checkpoint completes (exactly-once).
+/// directory of part files that appear when their checkpoint completes (exactly-once), and
+/// the exactly-once Kafka sink commits one transaction per shard and epoch.
 pub fn sink_factory(
     table: &TableDef,
     schema: SchemaRef,
@@ -128,7 +129,17 @@ pub fn sink_factory(
     let options = connector_options(table)?;
     let name = table.name.as_str();
     Ok(match table.connector().as_str() {
-        "kafka" => Arc::new(KafkaSinkFactory::from_options(name, &options, schema)?),
+        "kafka" => {
+            let sink = KafkaSinkFactory::from_options(name, &options, schema)?;
+            if sink.exactly_once() && !epochs {
+                return Err(EngineError::Config(format!(
+                    "table '{name}': 'sink.delivery-guarantee' = 'exactly-once' commits one \
+                     transaction per checkpoint: turn checkpoints on (SET 'checkpoint.dir', \
+                     --checkpoint-dir, or serve's state_dir)"
+                )));
+            }
+            Arc::new(sink)
+        }
         "upsert-kafka" => {
             let key: Vec<String> = table
                 .primary_key

@@ -2,8 +2,9 @@
 
 use std::fmt::Write;
 
+use crate::dimension::DimensionSetup;
 use crate::job::{assign_partitions, PreparedJob};
-use crate::plan::{AggFunc, WindowKind, WindowSpec};
+use crate::plan::{AggFunc, JoinKind, JoinPlan, WindowKind, WindowSpec};
 use crate::sql::explain_expr;
 
 /// Renders the plan: operators per shard, partitions per core, what crosses cores.
@@ -71,6 +72,9 @@ pub fn explain(job: &PreparedJob, pin_cores: bool) -> String {
             ),
         );
     }
+    if let (Some(j), Some(d)) = (&p.join, &job.dimension) {
+        line(&mut s, explain_join(j, d));
+    }
     if let Some(f) = &p.filter {
         line(&mut s, format!("filter: {}", explain_expr(f)));
     }
@@ -135,6 +139,46 @@ pub fn explain(job: &PreparedJob, pin_cores: bool) -> String {
     s
 }
 
+/// The join with a dimension table: kind, key, version time, where each shard's copy comes
+/// from and its limits.
+pub fn explain_join(j: &JoinPlan, d: &DimensionSetup) -> String {
+    let kind = match j.kind {
+        JoinKind::Left => "LEFT JOIN",
+        JoinKind::Inner => "JOIN",
+    };
+    let key: Vec<String> = d
+        .table
+        .primary_key
+        .iter()
+        .zip(&j.probe_keys)
+        .map(|(&c, e)| {
+            format!(
+                "{}.{} = {}",
+                j.qualifier,
+                d.table.columns[c].name,
+                explain_expr(e)
+            )
+        })
+        .collect();
+    let version = match j.version_time_column {
+        Some(c) => format!(
+            "temporal (FOR SYSTEM_TIME AS OF column {c}: the version valid at the event time; versions behind the shard watermark dropped)"
+        ),
+        None => "lookup of the latest version".to_string(),
+    };
+    format!(
+        "{kind} dimension table '{}' AS {} ON {}: {version}; appends {} columns; every shard holds its own copy (hash index, no lock), caught up at start within {} ms, then updated every turn; limits {} rows, {} bytes; changelog: {}",
+        d.table.name,
+        j.qualifier,
+        key.join(" AND "),
+        d.table.columns.len(),
+        d.options.startup_timeout_ms,
+        d.options.limits.rows_max,
+        d.options.limits.bytes_max,
+        d.describe()
+    )
+}
+
 /// The window of an aggregation: kind, lengths, offset and panes (`TUMBLE 1000 ms`,
 /// `HOP size 10000 ms, slide 2000 ms; panes of 2000 ms, 5 per window`).
 pub fn explain_window(w: &WindowSpec) -> String {
@@ -161,6 +205,45 @@ pub fn explain_window(w: &WindowSpec) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_join_is_shown_with_its_key_kind_and_changelog() {
+        let dir = tempfile::tempdir().expect("dir");
+        let trades = dir.path().join("trades.jsonl");
+        let securities = dir.path().join("securities.jsonl");
+        std::fs::write(&trades, "").expect("trades");
+        std::fs::write(&securities, "").expect("securities");
+        let sql = format!(
+            "CREATE TABLE trades (symbol STRING, price DOUBLE, ts TIMESTAMP(3),
+               WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+             WITH ('connector' = 'filesystem', 'path' = '{}');
+             CREATE TABLE securities (instrument_id STRING, name STRING,
+               PRIMARY KEY (instrument_id) NOT ENFORCED)
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'dimension.rows-max' = '5000');
+             SELECT t.symbol, s.name FROM trades t LEFT JOIN securities s ON t.symbol = s.instrument_id;",
+            trades.display(),
+            securities.display()
+        );
+        let program = crate::sql::parse_program(&sql).expect("plans");
+        let opts = crate::job::JobOptions {
+            shards: Some(1),
+            pin_cores: false,
+            ..Default::default()
+        };
+        let job = crate::job::prepare(&program, &opts).expect("prepares");
+        let text = explain(&job, false);
+        let line = text
+            .lines()
+            .find(|l| l.contains("LEFT JOIN dimension table 'securities' AS s"))
+            .unwrap_or_else(|| panic!("no join line in:\n{text}"));
+        assert!(line.contains("ON s.instrument_id = symbol"), "{line}");
+        assert!(line.contains("lookup of the latest version"), "{line}");
+        assert!(line.contains("limits 5000 rows"), "{line}");
+        assert!(line.contains("securities.jsonl"), "{line}");
+        let join_at = text.find("LEFT JOIN").unwrap_or(0);
+        let decode_at = text.find("decode JSON").unwrap_or(usize::MAX);
+        assert!(decode_at < join_at, "the join runs after decode:\n{text}");
+    }
 
     fn spec(kind: WindowKind, offset_ms: i64) -> WindowSpec {
         WindowSpec {

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutorBuilder, Placement};
-use spillway_connectors::{PartitionInfo, SinkFactory, SourceFactory};
+use spillway_connectors::{EpochSinkContext, PartitionInfo, SinkFactory, SourceFactory};
 
 use crate::catalog::TableDef;
 use crate::checkpoint::committer::{CheckpointSummary, Committer};
@@ -193,6 +193,8 @@ pub struct PreparedJob {
     pub cores: Vec<usize>,
     pub idle_timeout: Duration,
     pub checkpoint: Option<CheckpointConfig>,
+    /// The dimension table the pipeline joins, if any (its changelog checked).
+    pub dimension: Option<Arc<crate::dimension::DimensionSetup>>,
 }
 
 /// Picks the program's pipeline, builds and checks its connectors, discovers partitions.
@@ -244,6 +246,7 @@ pub fn prepare(program: &Program, opts: &JobOptions) -> Result<PreparedJob> {
     };
     let mut partitions = source.discover()?;
     partitions.sort();
+    let dimension = crate::dimension::prepare(program, &pipeline, &opts.kafka_properties)?;
     let idle_ms = connector_registry::idle_timeout_ms(&source_table)?
         .unwrap_or(opts.limits.idle_timeout_ms_default);
     Ok(PreparedJob {
@@ -257,6 +260,7 @@ pub fn prepare(program: &Program, opts: &JobOptions) -> Result<PreparedJob> {
         cores,
         idle_timeout: Duration::from_millis(idle_ms as u64),
         checkpoint,
+        dimension,
     })
 }
 
@@ -339,6 +343,25 @@ fn start_checkpoints(
     }
     let generation = old_generation.map_or(1, |g| g + 1);
     let committed = last.as_ref().map_or(0, |m| m.epoch);
+    let committed_positions = restored
+        .as_ref()
+        .map(|r| {
+            r.partitions
+                .iter()
+                .map(|(p, (o, _))| (p.clone(), *o))
+                .collect()
+        })
+        .unwrap_or_default();
+    job.sink.bind_job(&EpochSinkContext {
+        dir: cfg.dir.join("sink"),
+        attempt: generation,
+        shard_partitions: (0..n)
+            .map(|s| assign_partitions(&job.partitions, s, n))
+            .collect(),
+        committed_positions,
+        source_group: job.source.consumer_group(),
+        checkpoint_interval: cfg.interval,
+    })?;
     job.sink.recover_epochs(last.as_ref().map(|m| m.epoch))?;
     let control = Arc::new(EpochControl::new(n, committed));
     let (partials, floors, clocks) = match restored {
@@ -398,7 +421,11 @@ fn start_checkpoints(
         query,
         shards: n,
         sink: job.sink.clone(),
-        offsets: job.source.offset_committer()?,
+        offsets: if job.sink.commits_source_offsets() {
+            None
+        } else {
+            job.source.offset_committer()?
+        },
         metrics: metrics.cloned(),
     };
     Ok(CheckpointStart {
@@ -465,6 +492,7 @@ pub fn run_prepared(job: PreparedJob, opts: &JobOptions) -> Result<JobReport> {
             receivers: rx,
             metrics: shard_metrics[shard].clone(),
             checkpoint: setups[shard].take(),
+            dimension: job.dimension.clone(),
         };
         let placement = if opts.pin_cores {
             Placement::Fixed(job.cores[shard % job.cores.len()])

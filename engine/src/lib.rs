@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod connector_registry;
 pub mod decode;
 pub mod demo;
+pub mod dimension;
 pub mod emitter;
 pub mod error;
 pub mod exchange;

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! source rows (table schema)
+//!   -> join?             (dimension columns appended: the joined schema)
 //!   -> filter            (Expr over the source schema, WHERE)
 //!   -> aggregation?      (window + group keys + aggregates; output schema below)
 //!      -> having         (Expr over the aggregation output schema)
@@ -262,12 +263,45 @@ impl Aggregation {
     }
 }
 
+/// How rows of the stream without a matching dimension row are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// `LEFT JOIN`: the row is kept, the dimension columns are NULL.
+    Left,
+    /// `JOIN` / `INNER JOIN`: the row is dropped.
+    Inner,
+}
+
+/// A join of the stream (the probe side) with a dimension table (see `crate::dimension`):
+/// the probe batch gets the dimension table's columns appended, right after decode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinPlan {
+    /// The dimension table's name (a key of `Program::tables`).
+    pub dimension: String,
+    /// The alias the query gives the dimension table (or its name), for EXPLAIN.
+    pub qualifier: String,
+    pub kind: JoinKind,
+    /// `FOR SYSTEM_TIME AS OF t.ts`: the probe column (index in the source schema, the
+    /// source's WATERMARK column) whose value picks the dimension version; None for a lookup
+    /// of the latest version.
+    pub version_time_column: Option<usize>,
+    /// One expression per PRIMARY KEY column of the dimension table (in key order), over the
+    /// source schema, cast to that key column's type.
+    pub probe_keys: Vec<Expr>,
+    /// The number of source columns: dimension column `i` is column `source_columns + i` of
+    /// the joined schema.
+    pub source_columns: usize,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pipeline {
     /// The source table's name (a key of `Program::tables`).
     pub source: String,
     /// The sink table's name (a key of `Program::tables`).
     pub sink: String,
+    /// A join with a dimension table. With a join, "the source schema" below means the
+    /// joined schema: the source table's columns, then the dimension table's (nullable).
+    pub join: Option<JoinPlan>,
     /// WHERE, over the source schema.
     pub filter: Option<Expr>,
     pub aggregation: Option<Aggregation>,

@@ -18,6 +18,7 @@ use spillway_connectors::{PartitionInfo, RawBatch, SinkFactory, SourceFactory, S
 use crate::catalog::TableDef;
 use crate::checkpoint::shard_checkpoint::{ShardCheckpointSetup, ShardCheckpointer};
 use crate::decode::{DecodeStats, JsonDecoder};
+use crate::dimension::{DimensionSetup, ShardDimension};
 use crate::emitter::Emitter;
 use crate::error::Result;
 use crate::exchange::{split_by_owner, ExchangeMsg};
@@ -54,6 +55,8 @@ pub struct ShardContext {
     pub metrics: Option<Arc<ShardMetrics>>,
     /// Checkpoints (None when the job does not checkpoint).
     pub checkpoint: Option<ShardCheckpointSetup>,
+    /// The dimension table the pipeline joins (each shard reads its own copy).
+    pub dimension: Option<Arc<DimensionSetup>>,
 }
 
 /// What a shard did.
@@ -210,6 +213,21 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
         .source
         .open(shard, ctx.partitions.clone(), ctx.resume.clone())?;
     let sink = ctx.sink.open(shard)?;
+    // The dimension copy catches up with its changelog before any event is read (and before
+    // the partitions' idle clocks start).
+    let mut dimension = match &ctx.dimension {
+        Some(setup) => {
+            let mut d = ShardDimension::open(setup, shard, &ctx.source_table.schema())?;
+            d.catch_up(&ctx.stop).await?;
+            let (keys, rows, bytes) = d.size();
+            tracing::debug!(
+                "shard {shard}: dimension table '{}' caught up: {keys} keys, {rows} rows, {bytes} bytes",
+                setup.table.name
+            );
+            Some(d)
+        }
+        None => None,
+    };
     let layout = match &pipeline.aggregation {
         Some(a) => Some(Arc::new(AggregateLayout::new(a)?)),
         None => None,
@@ -233,7 +251,7 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
         n_parts,
         wm_spec.map(|w| w.bound_ms).unwrap_or(0),
         ctx.idle_timeout,
-        started,
+        Instant::now(),
     );
     let mut window_op = match &layout {
         Some(l) => Some(WindowOperator::new(l.clone(), limits.clone())?),
@@ -336,6 +354,9 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
                 continue;
             }
         }
+        if let Some(d) = &mut dimension {
+            d.poll()?;
+        }
         raw.clear();
         let status = source.poll(&mut raw, limits.batch_rows_max, limits.batch_bytes_max)?;
         let now = Instant::now();
@@ -350,12 +371,18 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
             let batch = decoder.decode(&mut raw, &mut kept)?;
             let t_decoded = Instant::now();
             report.decode_ns += (t_decoded - now).as_nanos() as u64;
+            // Before this batch's times move it: versions its events may need are kept.
+            let watermark_before = tracker.current();
             if let Some(tc) = time_column {
                 let ts = batch.column(tc).as_primitive::<TimestampMillisecondType>();
                 for (row, &rec) in kept.iter().enumerate() {
                     tracker.observe(raw.partition[rec as usize] as usize, ts.value(row), now);
                 }
             }
+            let batch = match &mut dimension {
+                Some(d) => d.join(&batch, watermark_before)?,
+                None => batch,
+            };
             let batch = match &pipeline.filter {
                 Some(f) => {
                     let mask = evaluate_predicate(f, &batch)?;
@@ -454,6 +481,25 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
     report.decode_samples = decoder.samples().to_vec();
     report.watermark = tracker.current();
     report.positions = (0..n_parts as u32).map(|i| source.position(i)).collect();
+    if let Some(d) = &dimension {
+        let c = d.changelog_stats();
+        let j = d.join_stats();
+        tracing::debug!(
+            "shard {shard}: dimension: {} upserts, {} deletes, {} skipped; join: {} of {} rows matched",
+            c.upserts,
+            c.deletes,
+            c.skipped,
+            j.rows_matched,
+            j.rows_in
+        );
+        if c.skipped > 0 {
+            tracing::warn!(
+                "shard {shard}: {} dimension changelog records skipped (first: {})",
+                c.skipped,
+                d.samples().join("; ")
+            );
+        }
+    }
     report.elapsed = started.elapsed();
     if let Some(cp) = &mut checkpointer {
         cp.finish();

@@ -256,6 +256,25 @@ pub type KeyValue = (Vec<u8>, Vec<u8>);
 /// least to the end ListOffsets reports, then until nothing more arrives for a second (tansu
 /// answers ListOffsets with the last batch's base offset + 1, short of the true end).
 pub fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<KeyValue>, String> {
+    Ok(read_topic_records(bootstrap, topic)?
+        .into_iter()
+        .map(|r| (r.key, r.value))
+        .collect())
+}
+
+/// One record read back, with its headers.
+#[derive(Debug, Clone)]
+pub struct ReadRecord {
+    pub partition: i32,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    /// Header name to value (UTF-8).
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// Like [`read_topic`], with partitions and headers.
+pub fn read_topic_records(bootstrap: &str, topic: &str) -> Result<Vec<ReadRecord>, String> {
+    use rdkafka::message::Headers;
     use rdkafka::Message;
     const QUIET: Duration = Duration::from_secs(1);
     let ends = high_watermarks(bootstrap, topic)?;
@@ -281,10 +300,19 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<KeyValue>, String>
     loop {
         if let Some(m) = consumer.poll(Duration::from_millis(50)) {
             let m = m.map_err(|e| format!("read '{topic}': {e}"))?;
-            out.push((
-                m.key().unwrap_or_default().to_vec(),
-                m.payload().unwrap_or_default().to_vec(),
-            ));
+            let mut headers = std::collections::BTreeMap::new();
+            if let Some(h) = m.headers() {
+                for header in h.iter() {
+                    let value = String::from_utf8_lossy(header.value.unwrap_or_default());
+                    headers.insert(header.key.to_string(), value.into_owned());
+                }
+            }
+            out.push(ReadRecord {
+                partition: m.partition(),
+                key: m.key().unwrap_or_default().to_vec(),
+                value: m.payload().unwrap_or_default().to_vec(),
+                headers,
+            });
             last_record = Instant::now();
             continue;
         }

@@ -345,6 +345,83 @@ impl<'a> OracleQuery<'a> {
     }
 }
 
+/// A dimension table as the oracle sees it: every change of every key, in changelog order,
+/// with the time it takes effect (for a lookup join the time is ignored: the last change
+/// wins).
+#[derive(Debug, Clone, Default)]
+pub struct DimensionOracle {
+    changes: BTreeMap<String, Vec<DimensionChange>>,
+}
+
+/// One change of a key: the time it takes effect and the row (None: a delete).
+type DimensionChange = (i64, Option<Map<String, Value>>);
+
+impl DimensionOracle {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `key` becomes `row` from `valid_from_ms` on.
+    pub fn upsert(&mut self, key: &str, row: Map<String, Value>, valid_from_ms: i64) {
+        self.changes
+            .entry(key.to_string())
+            .or_default()
+            .push((valid_from_ms, Some(row)));
+    }
+
+    /// `key` is deleted from `at_ms` on.
+    pub fn delete(&mut self, key: &str, at_ms: i64) {
+        self.changes
+            .entry(key.to_string())
+            .or_default()
+            .push((at_ms, None));
+    }
+
+    /// The row of `key` after every change (lookup join).
+    pub fn latest(&self, key: &str) -> Option<&Map<String, Value>> {
+        self.changes.get(key)?.last()?.1.as_ref()
+    }
+
+    /// The row of `key` valid at `ts_ms` (temporal join): the change with the largest time at
+    /// or before `ts_ms`, the later one in changelog order among equal times.
+    pub fn as_of(&self, key: &str, ts_ms: i64) -> Option<&Map<String, Value>> {
+        let mut best: Option<&DimensionChange> = None;
+        for change in self.changes.get(key)? {
+            if change.0 <= ts_ms && best.is_none_or(|b| change.0 >= b.0) {
+                best = Some(change);
+            }
+        }
+        best?.1.as_ref()
+    }
+}
+
+/// The events joined with a dimension table: each event gets the fields of the row
+/// `row_of` finds, renamed `prefix.field` (e.g. `s.name`). LEFT JOIN (`inner` false): an
+/// event without a row keeps only its own fields, which group keys read as NULL; inner join:
+/// it is dropped.
+pub fn join_events<'d>(
+    events: &[Event],
+    inner: bool,
+    prefix: &str,
+    row_of: impl Fn(&Event) -> Option<&'d Map<String, Value>>,
+) -> Vec<Event> {
+    events
+        .iter()
+        .filter_map(|e| match row_of(e) {
+            Some(row) => {
+                let mut joined = e.clone();
+                for (k, v) in row {
+                    joined.fields.insert(format!("{prefix}.{k}"), v.clone());
+                }
+                Some(joined)
+            }
+            None if inner => None,
+            None => Some(e.clone()),
+        })
+        .collect()
+}
+
 /// The argument helpers most test queries need.
 pub mod args {
     use super::{Event, Key, Num};
@@ -371,6 +448,31 @@ mod tests {
     fn events(lines: &[Value]) -> Vec<Event> {
         let text: Vec<String> = lines.iter().map(Value::to_string).collect();
         parse_events(&text.join("\n"), "ts").expect("good events")
+    }
+
+    #[test]
+    fn dimension_oracle_latest_and_as_of() {
+        let row = |n: &str| match json!({ "name": n }) {
+            Value::Object(m) => m,
+            _ => unreachable!("an object"),
+        };
+        let mut d = DimensionOracle::new();
+        d.upsert("a", row("a1"), 100);
+        d.upsert("a", row("a2"), 200);
+        d.delete("a", 300);
+        d.upsert("b", row("b1"), 0);
+        assert!(d.latest("a").is_none());
+        assert_eq!(d.latest("b"), Some(&row("b1")));
+        assert!(d.as_of("a", 99).is_none());
+        assert_eq!(d.as_of("a", 250), Some(&row("a2")));
+        assert!(d.as_of("a", 300).is_none());
+        let evs = events(&[json!({"k": "a", "ts": 150}), json!({"k": "c", "ts": 150})]);
+        let left = join_events(&evs, false, "s", |e| d.as_of(e.str("k")?, e.ts_ms));
+        assert_eq!(left.len(), 2);
+        assert_eq!(left[0].str("s.name"), Some("a1"));
+        assert_eq!(left[1].str("s.name"), None);
+        let inner = join_events(&evs, true, "s", |e| d.as_of(e.str("k")?, e.ts_ms));
+        assert_eq!(inner.len(), 1);
     }
 
     #[test]

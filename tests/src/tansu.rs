@@ -258,6 +258,24 @@ impl TansuBroker {
     }
 
     /// `127.0.0.1:PORT`.
+    /// Freezes the broker (SIGSTOP) for `pause`, then lets it go on (SIGCONT): its clients'
+    /// requests time out and connections are re-established, as when the network drops.
+    pub fn freeze_for(&self, pause: std::time::Duration) -> Result<(), String> {
+        let signal = |sig: &str| -> Result<(), String> {
+            let status = Command::new("kill")
+                .args([sig, &self.child.id().to_string()])
+                .status()
+                .map_err(|e| format!("kill {sig}: {e}"))?;
+            status
+                .success()
+                .then_some(())
+                .ok_or_else(|| format!("kill {sig} {} failed", self.child.id()))
+        };
+        signal("-STOP")?;
+        std::thread::sleep(pause);
+        signal("-CONT")
+    }
+
     pub fn bootstrap_servers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }

@@ -1,7 +1,7 @@
 //! The `upsert-kafka` sink through crashes, on the mock cluster and on tansu: the engine
-//! reads trades from the broker
-//! while they are produced, is killed with SIGKILL at random (seeded) moments and restarted
-//! on 1 or 2 cores, then a last run reads to the end. Results go to an upsert topic keyed by
+//! reads trades from the broker while they are produced, is killed with SIGKILL at random
+//! (seeded) moments (20 rounds, some with the broker unreachable for a while first: the mock
+//! broker down, tansu frozen) and restarted on 1 or 2 cores, then a last run reads to the end. Results go to an upsert topic keyed by
 //! the sink table's PRIMARY KEY (symbol, window_start): replays rewrite a key with the same
 //! value, so the last value of every key equals the oracle's row, with no key missing or extra.
 
@@ -22,7 +22,7 @@ use spillway_tests::tansu::TansuBroker;
 use spillway_tests::trades_stats::trades_stats_rows;
 
 const SEED: u64 = 5;
-const ROUNDS: usize = 12;
+const ROUNDS: usize = 20;
 const PARTITIONS: i32 = 2;
 
 fn sql(bootstrap: &str, state: &Path, bounded: bool) -> String {
@@ -55,7 +55,12 @@ fn sql(bootstrap: &str, state: &Path, bounded: bool) -> String {
 
 /// Kills and restarts the engine while trades arrive at `bootstrap` (topics `trades` and
 /// `stats` exist), then checks the last value of every key of `stats` against the oracle.
-fn sigkill_rounds(bootstrap: &str, batching: Batching, events: usize) {
+fn sigkill_rounds(
+    bootstrap: &str,
+    batching: Batching,
+    events: usize,
+    cut: &dyn Fn(Duration) -> Result<(), String>,
+) {
     let lines = generate_trades(&TradeSpec {
         events,
         seed: SEED,
@@ -95,6 +100,11 @@ fn sigkill_rounds(bootstrap: &str, batching: Batching, events: usize) {
         let log = scratch.path(&format!("round-{round}.log"));
         let mut child = start_run(&running, rng.random_range(1..=2), &log).expect("start");
         std::thread::sleep(Duration::from_millis(rng.random_range(250..800)));
+        if round % 6 == 2 {
+            // The broker unreachable for a while: the run waits, then goes on.
+            cut(Duration::from_millis(rng.random_range(300..1_200))).expect("cut");
+            std::thread::sleep(Duration::from_millis(400));
+        }
         child.kill().expect("SIGKILL");
         let status = child.wait().expect("wait");
         let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -137,7 +147,12 @@ fn upsert_topic_holds_the_oracle_after_sigkill_rounds_on_the_mock_cluster() {
     let kafka = EmbeddedKafka::start(1).expect("mock cluster");
     kafka.create_topic("trades", PARTITIONS).expect("topic");
     kafka.create_topic("stats", 1).expect("topic");
-    sigkill_rounds(&kafka.bootstrap_servers(), Batching::Default, 40_000);
+    let cut = |pause: Duration| -> Result<(), String> {
+        kafka.broker_down(1).map_err(|e| e.to_string())?;
+        std::thread::sleep(pause);
+        kafka.broker_up(1).map_err(|e| e.to_string())
+    };
+    sigkill_rounds(&kafka.bootstrap_servers(), Batching::Default, 40_000, &cut);
 }
 
 /// tansu answers "latest offset" with the last batch's base offset + 1: the trades are
@@ -151,6 +166,7 @@ fn upsert_topic_holds_the_oracle_after_sigkill_rounds_on_tansu() {
         &tansu.bootstrap_servers(),
         Batching::OneRecordPerBatch,
         20_000,
+        &|pause| tansu.freeze_for(pause),
     );
 }
 

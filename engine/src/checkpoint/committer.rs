@@ -173,7 +173,7 @@ impl Committer {
                 tracing::warn!("cannot remove old checkpoints in {}: {e}", dir.display());
             }
         }
-        self.sink.commit_epochs(epoch)?;
+        self.sink.commit_epochs(epoch, offsets)?;
         if let Some(c) = &self.offsets {
             let list: Vec<(PartitionInfo, i64)> =
                 offsets.iter().map(|(p, o)| (p.clone(), *o)).collect();

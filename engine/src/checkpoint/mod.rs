@@ -6,7 +6,7 @@ pub mod chunk_codec;
 pub mod committer;
 pub mod config;
 pub mod control;
-pub mod crash_points;
+pub use spillway_connectors::crash_points;
 pub mod job_marker;
 pub mod mailbox;
 pub mod restore;

@@ -40,6 +40,11 @@ impl Dialect for SpillwayDialect {
         true
     }
 
+    /// `FOR SYSTEM_TIME AS OF t.ts` after a table name (temporal joins with dimension tables).
+    fn supports_table_versioning(&self) -> bool {
+        true
+    }
+
     fn supports_filter_during_aggregation(&self) -> bool {
         // Parsed so that the planner can refuse it with a clear message.
         true

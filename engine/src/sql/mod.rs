@@ -23,6 +23,7 @@ pub mod dialect;
 mod explain;
 mod expr_planner;
 mod interval;
+mod join;
 mod planner;
 mod source;
 mod types;

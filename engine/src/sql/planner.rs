@@ -10,12 +10,13 @@ use sqlparser::ast::{
 use super::aggregate_planner::{rename_columns, AggregatePlanner, NamedOutput};
 use super::explain::sql_type_name;
 use super::expr_planner::{coerce, contains_aggregate, plan_expr, unnest, Scope};
+use super::join::plan_join;
 use super::source::{lookup_table, resolve_from, Source, SourceScope};
 use super::types::{column_type_of_arrow, is_implicit_widening, numeric_rank};
 use super::{pos_of, PRINT_SINK_NAME};
 use crate::catalog::{Column, TableDef};
 use crate::error::{EngineError, Pos, Result};
-use crate::plan::{Aggregation, Expr, Pipeline, Program};
+use crate::plan::{Aggregation, Expr, JoinPlan, Pipeline, Program};
 
 use arrow::datatypes::DataType;
 
@@ -32,8 +33,10 @@ struct SelectOutput {
 }
 
 /// A planned SELECT, not yet bound to a sink.
-struct PlannedQuery<'p> {
-    source: &'p TableDef,
+struct PlannedQuery {
+    /// The stream table's name.
+    source: String,
+    join: Option<JoinPlan>,
     filter: Option<Expr>,
     aggregation: Option<Aggregation>,
     outputs: Vec<SelectOutput>,
@@ -86,8 +89,9 @@ pub(crate) fn plan_insert(insert: &Insert, program: &Program, pos: Pos) -> Resul
     let planned = plan_query(query, program, pos)?;
     let projection = project_to_sink(&planned.outputs, sink, planned.pos)?;
     Ok(Pipeline {
-        source: planned.source.name.clone(),
+        source: planned.source,
         sink: sink.name.clone(),
+        join: planned.join,
         filter: planned.filter,
         aggregation: planned.aggregation,
         projection,
@@ -139,8 +143,9 @@ pub(crate) fn plan_select(
         pos,
     };
     let pipeline = Pipeline {
-        source: planned.source.name.clone(),
+        source: planned.source,
         sink: sink.name.clone(),
+        join: planned.join,
         filter: planned.filter,
         aggregation: planned.aggregation,
         projection: planned.outputs.into_iter().map(|o| o.expr).collect(),
@@ -205,7 +210,7 @@ fn project_to_sink(outputs: &[SelectOutput], sink: &TableDef, pos: Pos) -> Resul
     Ok(projection)
 }
 
-fn plan_query<'p>(query: &Query, program: &'p Program, pos: Pos) -> Result<PlannedQuery<'p>> {
+fn plan_query(query: &Query, program: &Program, pos: Pos) -> Result<PlannedQuery> {
     refuse_query_clauses(query, pos)?;
     let select = match query.body.as_ref() {
         SetExpr::Select(select) => select,
@@ -226,7 +231,12 @@ fn plan_query<'p>(query: &Query, program: &'p Program, pos: Pos) -> Result<Plann
     };
     let select_pos = pos_of(select.select_token.0.span, pos);
     refuse_select_clauses(select, select_pos)?;
-    let source = resolve_from(select, program, select_pos)?;
+    let stream = resolve_from(select, program, select_pos)?;
+    let joined = plan_join(select, program, &stream, select_pos)?;
+    let source = match &joined {
+        Some(j) => j.source(&stream),
+        None => stream.clone(),
+    };
 
     let filter = match &select.selection {
         Some(condition) => {
@@ -288,7 +298,8 @@ fn plan_query<'p>(query: &Query, program: &'p Program, pos: Pos) -> Result<Plann
         )
     };
     Ok(PlannedQuery {
-        source: source.table,
+        source: stream.table.name.clone(),
+        join: joined.map(|j| j.plan),
         filter,
         aggregation,
         outputs,

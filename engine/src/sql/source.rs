@@ -21,6 +21,20 @@ pub(crate) struct Source<'p> {
     pub window_tvf: Option<WindowSpec>,
     /// Where the FROM item is.
     pub pos: Pos,
+    /// A joined dimension table: `table` is then the joined table (the stream's columns,
+    /// then the dimension's), see `super::join`.
+    pub join: Option<JoinScope>,
+}
+
+/// The dimension table of a join, as column names resolve against it.
+#[derive(Debug, Clone)]
+pub(crate) struct JoinScope {
+    /// The alias of the dimension table, or its name.
+    pub qualifier: String,
+    /// The dimension table's name, for messages.
+    pub table_name: String,
+    /// Index of the first dimension column in the joined table (= the stream's columns).
+    pub offset: usize,
 }
 
 /// What a column name refers to.
@@ -52,9 +66,9 @@ pub(crate) fn resolve_from<'p>(
             pos_of(second.span(), fallback),
         ));
     }
-    if let Some(join) = first.joins.first() {
+    if let Some(join) = first.joins.get(1) {
         return Err(EngineError::plan(
-            "JOIN is not supported yet",
+            "only one JOIN (with one dimension table) is supported",
             pos_of(join.span(), fallback),
         ));
     }
@@ -141,6 +155,7 @@ pub(crate) fn resolve_from<'p>(
         qualifier,
         window_tvf,
         pos,
+        join: None,
     })
 }
 
@@ -165,13 +180,22 @@ pub(crate) fn lookup_table<'p>(program: &'p Program, name: &str, pos: Pos) -> Re
 impl Source<'_> {
     /// Resolves `col` or `qualifier.col`.
     pub fn resolve(&self, parts: &[Ident], pos: Pos) -> Result<ColumnRef> {
+        if let Some(join) = &self.join {
+            if let Some(found) = self.resolve_joined(join, parts, pos)? {
+                return Ok(found);
+            }
+        }
         let column = match parts {
             [column] => column,
             [qualifier, column] => {
                 if !qualifier.value.eq_ignore_ascii_case(&self.qualifier) {
+                    let also = match &self.join {
+                        Some(j) => format!("' and '{}", j.qualifier),
+                        None => String::new(),
+                    };
                     return Err(EngineError::plan(
                         format!(
-                            "unknown table or alias '{}' in '{}.{}' (the FROM clause names '{}')",
+                            "unknown table or alias '{}' in '{}.{}' (the FROM clause names '{}{also}')",
                             qualifier.value, qualifier.value, column.value, self.qualifier
                         ),
                         pos_of(qualifier.span, pos),
@@ -191,7 +215,14 @@ impl Source<'_> {
             }
         };
         let column_pos = pos_of(column.span, pos);
-        if let Some(index) = self.table.column_index(&column.value) {
+        let stream_columns = self
+            .join
+            .as_ref()
+            .map_or(self.table.columns.len(), |j| j.offset);
+        if let Some(index) = self.table.columns[..stream_columns]
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(&column.value))
+        {
             return Ok(ColumnRef::Table(index));
         }
         if self.window_tvf.is_some() {
@@ -213,6 +244,68 @@ impl Source<'_> {
             ),
             column_pos,
         ))
+    }
+
+    /// Resolves a name against the dimension table of a join: `dim.col`, or a bare `col`
+    /// that only the dimension table has (a bare name both tables have is ambiguous).
+    /// Ok(None): the name is the stream's (or unknown), resolved by the caller.
+    fn resolve_joined(
+        &self,
+        join: &JoinScope,
+        parts: &[Ident],
+        pos: Pos,
+    ) -> Result<Option<ColumnRef>> {
+        let (stream, dimension) = self.table.columns.split_at(join.offset);
+        let find = |columns: &[crate::catalog::Column], name: &str| {
+            columns
+                .iter()
+                .position(|c| c.name.eq_ignore_ascii_case(name))
+        };
+        match parts {
+            [qualifier, column] if qualifier.value.eq_ignore_ascii_case(&join.qualifier) => {
+                match find(dimension, &column.value) {
+                    Some(i) => Ok(Some(ColumnRef::Table(join.offset + i))),
+                    None => {
+                        let known: Vec<&str> =
+                            dimension.iter().map(|c| c.name.as_str()).collect();
+                        Err(EngineError::plan(
+                            format!(
+                                "unknown column '{}' (table '{}' has: {})",
+                                column.value,
+                                join.table_name,
+                                known.join(", ")
+                            ),
+                            pos_of(column.span, pos),
+                        ))
+                    }
+                }
+            }
+            [column] => match (find(stream, &column.value), find(dimension, &column.value)) {
+                (Some(_), Some(_)) => Err(EngineError::plan(
+                    format!(
+                        "column '{}' is ambiguous: both '{}' and '{}' have it; write {}.{} or {}.{}",
+                        column.value,
+                        self.qualifier,
+                        join.qualifier,
+                        self.qualifier,
+                        column.value,
+                        join.qualifier,
+                        column.value
+                    ),
+                    pos_of(column.span, pos),
+                )),
+                (None, Some(i)) => Ok(Some(ColumnRef::Table(join.offset + i))),
+                _ => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    /// The number of columns of the stream (the probe side): all of `table` without a join.
+    pub fn stream_columns(&self) -> usize {
+        self.join
+            .as_ref()
+            .map_or(self.table.columns.len(), |j| j.offset)
     }
 
     /// `Expr::Column` for column `index` of the source table.

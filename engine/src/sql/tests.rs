@@ -510,7 +510,7 @@ fn unsupported_constructs_are_named() {
         ),
         (
             "SELECT * FROM trades JOIN trades AS u ON trades.symbol = u.symbol",
-            "JOIN is not supported yet",
+            "joined with itself",
             "trades AS u ON",
         ),
         (

@@ -184,6 +184,7 @@ pub(crate) fn parse_window_tvf<'p>(
         qualifier: table.name.clone(),
         window_tvf: None,
         pos: call.pos,
+        join: None,
     };
     let time_column = match args.get(1) {
         Some(AstExpr::Function(descriptor)) => {

@@ -15,6 +15,7 @@
 //! - `latency*.rs`, `sweep.rs`, `plot_svg.rs`: open-loop latency through Kafka, rate sweep.
 //! - `checkpoint_bench.rs`: checkpoint duration, hot-path stall and recovery time per key count.
 
+pub mod broker_floor;
 pub mod checking_sink;
 pub mod checkpoint_bench;
 pub mod delivery;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use spillway_bench::broker_floor::{run_broker_floor, BrokerFloorArgs};
 use spillway_bench::checkpoint_bench::{run_checkpoint_bench, CheckpointArgs};
 use spillway_bench::dimension_bench::{render, run_dimension_bench, DimensionArgs};
 use spillway_bench::eo_bench::{run_eo_bench, EoArgs};
@@ -59,6 +60,8 @@ enum Command {
     },
     /// Open-loop latency through Kafka (checked): p50 .. max, JSON report, SVG plot.
     Latency(LatencyArgs),
+    /// The broker path's latency alone (same load, a bare consumer, no engine).
+    BrokerFloor(BrokerFloorArgs),
     /// Raises the latency run's rate until p99 exceeds a limit.
     Sweep(SweepArgs),
     /// A Nexmark query of examples/nexmark/ over generated bids (or through the embedded
@@ -148,7 +151,8 @@ fn run(cli: Cli) -> anyhow::Result<(BenchSummary, bool)> {
         | Command::Sweep(_)
         | Command::Checkpoint(_)
         | Command::Dimension(_)
-        | Command::ExactlyOnce(_) => {
+        | Command::ExactlyOnce(_)
+        | Command::BrokerFloor(_) => {
             anyhow::bail!("internal: latency and sweep are run by main")
         }
     })
@@ -162,6 +166,7 @@ fn main() -> ExitCode {
         Command::Checkpoint(args) => {
             Some(run_checkpoint_bench(args).map(|r| print!("{}", r.text())))
         }
+        Command::BrokerFloor(args) => Some(run_broker_floor(args).map(|t| print!("{t}"))),
         Command::ExactlyOnce(args) => Some(run_eo_bench(args).map(|t| print!("{t}"))),
         Command::Dimension(args) => {
             Some(run_dimension_bench(args).map(|f| print!("{}", render(&f))))

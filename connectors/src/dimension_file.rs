@@ -17,7 +17,7 @@ use crate::dimension_changelog::{
     ChangelogBatch, ChangelogSource, ChangelogSourceFactory, TIME_NONE,
 };
 use crate::error::{ConnectorError, Result};
-use crate::file_source::{RECORD_BYTES_MAX_DEFAULT, RECORD_BYTES_MAX_LIMIT};
+use crate::file_source::record_bytes_max_option;
 
 /// Options a `filesystem` dimension table accepts.
 pub const FILE_CHANGELOG_OPTIONS: &[&str] =
@@ -54,21 +54,7 @@ impl FileChangelogFactory {
                 ))
             }
         };
-        let record_bytes_max = match options.get("source.record-bytes-max") {
-            None => RECORD_BYTES_MAX_DEFAULT,
-            Some(v) => match v.trim().parse::<usize>() {
-                Ok(n) if (1..=RECORD_BYTES_MAX_LIMIT).contains(&n) => n,
-                _ => {
-                    return Err(ConnectorError::config(
-                        table,
-                        format!(
-                            "option 'source.record-bytes-max' = '{v}' must be a number of \
-                             bytes from 1 to {RECORD_BYTES_MAX_LIMIT}"
-                        ),
-                    ))
-                }
-            },
-        };
+        let record_bytes_max = record_bytes_max_option(table, options)?;
         Ok(FileChangelogFactory {
             table: table.to_string(),
             path,

@@ -25,6 +25,27 @@ pub const FILE_SOURCE_OPTIONS: &[&str] =
 pub const RECORD_BYTES_MAX_DEFAULT: usize = 1 << 20;
 /// Largest accepted `source.record-bytes-max` (the read buffer holds one whole record).
 pub const RECORD_BYTES_MAX_LIMIT: usize = 1 << 30;
+
+/// Option `source.record-bytes-max` of a file table (default [`RECORD_BYTES_MAX_DEFAULT`],
+/// at most [`RECORD_BYTES_MAX_LIMIT`]).
+pub fn record_bytes_max_option(
+    table: &str,
+    options: &std::collections::BTreeMap<String, String>,
+) -> Result<usize> {
+    let Some(v) = options.get("source.record-bytes-max") else {
+        return Ok(RECORD_BYTES_MAX_DEFAULT);
+    };
+    match v.trim().parse::<usize>() {
+        Ok(n) if (1..=RECORD_BYTES_MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(ConnectorError::config(
+            table,
+            format!(
+                "option 'source.record-bytes-max' = '{v}' must be a number of bytes from 1 to \
+                 {RECORD_BYTES_MAX_LIMIT}"
+            ),
+        )),
+    }
+}
 /// A file gets one split per this many bytes (up to `splits_max`).
 pub const SPLIT_BYTES_NOMINAL: u64 = 4 << 20;
 /// Size of a source's read buffer (larger when `source.record-bytes-max` needs it).
@@ -73,21 +94,7 @@ impl FileSourceFactory {
                 ))
             }
         };
-        let record_bytes_max = match options.get("source.record-bytes-max") {
-            None => RECORD_BYTES_MAX_DEFAULT,
-            Some(v) => match v.trim().parse::<usize>() {
-                Ok(n) if (1..=RECORD_BYTES_MAX_LIMIT).contains(&n) => n,
-                _ => {
-                    return Err(ConnectorError::config(
-                        table,
-                        format!(
-                            "option 'source.record-bytes-max' = '{v}' must be a number of \
-                             bytes from 1 to {RECORD_BYTES_MAX_LIMIT}"
-                        ),
-                    ))
-                }
-            },
-        };
+        let record_bytes_max = record_bytes_max_option(table, options)?;
         Ok(FileSourceFactory {
             table: table.to_string(),
             path,

@@ -200,7 +200,7 @@ fn main_inner(cli: Cli) -> anyhow::Result<()> {
             }
             let opts = JobOptions {
                 shards,
-                pin_cores: !no_pin,
+                pin_cores: base.pin_cores && !no_pin,
                 stop,
                 ..base
             };

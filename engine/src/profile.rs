@@ -3,6 +3,7 @@
 //!
 //! ```toml
 //! cores = [1, 2, 3]          # optional; default: every core runs a shard
+//! pin = false                # optional; default true: shards pinned to their cores
 //! [limits]                   # optional; every key optional, default Limits::default()
 //! batch_rows_max = 4096
 //! [kafka]                    # optional; librdkafka properties, `properties.X` of a table wins
@@ -35,7 +36,7 @@ pub const PROFILE_CORES_MAX: usize = 4096;
 pub const PROFILE_KAFKA_PROPERTIES_MAX: usize = 256;
 
 /// A checked tuning profile.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
     /// The cores that run shards, in order (None: every core this process may run on).
     pub cores: Option<Vec<usize>>,
@@ -46,6 +47,21 @@ pub struct Profile {
     pub kafka: BTreeMap<String, String>,
     /// Checkpoint directory, interval and state store options.
     pub checkpoint: CheckpointTuning,
+    /// Whether shards are pinned to their cores (`pin`, default true).
+    pub pin: bool,
+}
+
+impl Default for Profile {
+    /// No profile: every core runs a pinned shard, default limits, no Kafka properties.
+    fn default() -> Self {
+        Profile {
+            cores: None,
+            limits: Limits::default(),
+            kafka: BTreeMap::new(),
+            checkpoint: CheckpointTuning::default(),
+            pin: true,
+        }
+    }
 }
 
 /// The file as written: every key optional, unknown keys rejected.
@@ -53,6 +69,7 @@ pub struct Profile {
 #[serde(deny_unknown_fields)]
 struct ProfileFile {
     cores: Option<Vec<usize>>,
+    pin: Option<bool>,
     limits: Option<LimitsFile>,
     kafka: Option<toml::Table>,
     checkpoint: Option<CheckpointFile>,
@@ -286,6 +303,7 @@ impl Profile {
         }
         Ok(Profile {
             cores: file.cores,
+            pin: file.pin.unwrap_or(true),
             limits,
             kafka,
             checkpoint,
@@ -313,12 +331,13 @@ impl Profile {
         opts
     }
 
-    /// Sets the cores, limits and Kafka properties of `opts` from this profile.
+    /// Sets the cores, pinning, limits and Kafka properties of `opts` from this profile.
     pub fn apply(&self, opts: &mut JobOptions) {
         opts.cores = self.cores.clone();
         opts.limits = self.limits.clone();
         opts.kafka_properties = self.kafka.clone();
         opts.checkpoint_tuning = self.checkpoint.clone();
+        opts.pin_cores = self.pin;
     }
 }
 
@@ -506,6 +525,10 @@ mod tests {
         assert_eq!(dev.cores, None, "the dev profile runs shards on every core");
         assert!(dev.limits.state_bytes_max < Limits::default().state_bytes_max);
         assert!(dev.kafka.contains_key("fetch.wait.max.ms"));
+        assert!(
+            !dev.pin && !dev.job_options().pin_cores,
+            "dev shards share their cores"
+        );
         let text = std::fs::read_to_string(shipped("server-16core.toml")).unwrap();
         let server = Profile::from_toml_str(&text, "server-16core.toml").unwrap();
         server
@@ -521,6 +544,11 @@ mod tests {
         assert_eq!(opts.cores, Some(cores));
         assert_eq!(opts.limits, server.limits);
         assert_eq!(opts.kafka_properties, server.kafka);
+        assert!(
+            server.pin && opts.pin_cores,
+            "server shards own their cores"
+        );
+        assert!(err("pin = 1\n").contains("expected a boolean"));
     }
 
     #[test]

@@ -327,6 +327,13 @@ pub fn profile_text(facts: &HostFacts) -> String {
         line(format!(
             "# {n} cores: all run shards; librdkafka threads share them (cores left out = every core)."
         ));
+        line(
+            "# Shards not pinned: librdkafka's threads need the same cores, and a pinned shard \
+             cannot\n# move away from them (pinned, 4 of 15 latency runs had a 50-110 ms stall on \
+             2 cores:\n# docs/benchmarks.md, Latency)."
+                .to_string(),
+        );
+        line("pin = false".to_string());
     } else {
         let reserved = &facts.cores[..n - shard_cores.len()];
         line(format!(

@@ -547,6 +547,7 @@ impl TxnCoordinator {
             open: false,
             clock: self.clock,
             batches: Vec::new(),
+            records_timed: 0,
             buffer_bytes_max: self.options.transaction.buffer_bytes,
             flush_timeout_ms: self.options.flush_timeout_ms,
         })

@@ -121,6 +121,8 @@ pub struct TxnWriter {
     pub(crate) clock: Instant,
     /// Records written per batch of this epoch and when (ns since `clock`).
     pub(crate) batches: Vec<(u64, u64)>,
+    /// Records of this epoch counted in `batches`.
+    pub(crate) records_timed: u64,
     pub(crate) buffer_bytes_max: usize,
     pub(crate) flush_timeout_ms: u64,
 }
@@ -146,10 +148,10 @@ impl TxnWriter {
     /// Produces what was written since the last call, if the transaction can be open (not
     /// while the previous epoch's commit is under way). Call after each batch.
     pub fn produce(&mut self) -> Result<()> {
-        let written: u64 = self.batches.iter().map(|b| b.0).sum();
-        if self.records > written && self.batches.len() < EPOCH_BATCH_TIMES_MAX {
+        if self.records > self.records_timed && self.batches.len() < EPOCH_BATCH_TIMES_MAX {
             let now = self.clock.elapsed().as_nanos() as u64;
-            self.batches.push((self.records - written, now));
+            self.batches.push((self.records - self.records_timed, now));
+            self.records_timed = self.records;
         }
         if !self.open && !self.try_begin()? {
             return Ok(());
@@ -220,6 +222,7 @@ impl TxnWriter {
             .prepared_records
             .store(records, Ordering::Release);
         *lock(&self.handle.prepared_batches) = std::mem::take(&mut self.batches);
+        self.records_timed = 0;
         self.handle.prepared.store(epoch, Ordering::Release);
         let handle = self.handle.clone();
         let dir = self.dir.clone();

@@ -75,7 +75,8 @@ fn positions(o0: i64, o1: i64) -> BTreeMap<PartitionInfo, i64> {
     [(part(0), o0), (part(1), o1)].into_iter().collect()
 }
 
-/// (value, epoch, shard, attempt) of every record of `out`, waiting for `n` of them.
+/// ("value key=.. ts=..", epoch, shard, attempt) of every record of `out`, waiting for `n` of
+/// them.
 fn read_out(servers: &str, n: usize) -> Vec<(String, u64, usize, u64)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", servers)
@@ -99,6 +100,13 @@ fn read_out(servers: &str, n: usize) -> Vec<(String, u64, usize, u64)> {
         }
         let num = |k: &str| h[k].parse::<u64>().expect("number");
         let value = String::from_utf8(m.payload().unwrap_or_default().to_vec()).expect("utf8");
+        let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+        let ts = match m.timestamp() {
+            rdkafka::Timestamp::CreateTime(t) => Some(t),
+            _ => None,
+        };
+        // Key and timestamp travel with the value: a resent record must keep them too.
+        let value = format!("{value} key={key:?} ts={ts:?}");
         got.push((
             value,
             num(HEADER_EPOCH),
@@ -157,7 +165,8 @@ fn each_epoch_commits_once_with_headers_and_later_results_wait_for_the_commit() 
     let mut w = prepare_epoch_one(&coord);
     assert_eq!(files::list_pending(dir.path()).expect("pending").len(), 2);
     // Epoch 2's result waits in the buffer while epoch 1 is prepared, not committed.
-    w[0].write(None, b"{\"s\":0,\"e\":2}", None).expect("write");
+    w[0].write(None, b"{\"s\":0,\"e\":2}", Some(2_000))
+        .expect("write");
     w[0].produce().expect("held back");
     assert!(
         !w[0].open,
@@ -186,9 +195,24 @@ fn each_epoch_commits_once_with_headers_and_later_results_wait_for_the_commit() 
     assert_eq!(
         got,
         vec![
-            ("{\"s\":0,\"e\":2}".to_string(), 2, 0, 1),
-            ("{\"s\":0}".to_string(), 1, 0, 1),
-            ("{\"s\":1}".to_string(), 1, 1, 1),
+            (
+                "{\"s\":0,\"e\":2} key=None ts=Some(2000)".to_string(),
+                2,
+                0,
+                1
+            ),
+            (
+                "{\"s\":0} key=Some(\"{\\\"k\\\":1}\") ts=Some(1000)".to_string(),
+                1,
+                0,
+                1
+            ),
+            (
+                "{\"s\":1} key=Some(\"{\\\"k\\\":1}\") ts=Some(1000)".to_string(),
+                1,
+                1,
+                1
+            ),
         ]
     );
     let want: BTreeSet<_> = [(1, 0), (1, 1), (2, 0), (2, 1)]

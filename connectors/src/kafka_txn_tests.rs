@@ -371,8 +371,9 @@ fn recovery_trusts_the_group_offsets_of_a_committed_transaction() {
     assert!(!o.iter().any(|r| r.2 == 2), "nothing resent: {o:?}");
 }
 
-#[test]
-fn refused_offsets_or_end_of_transaction_fail_the_commit() {
+/// A fresh job whose epoch 1 is prepared, then the next request of kind `api` fails with
+/// `error`: the commit of epoch 1 fails, logs nothing as committed and keeps the redo files.
+fn commit_fails_after(api: RDKafkaApiKey, error: RDKafkaRespErr) -> String {
     let (kafka, servers) = start();
     let dir = tempfile::tempdir().expect("dir");
     let coord = coordinator(&servers);
@@ -381,11 +382,7 @@ fn refused_offsets_or_end_of_transaction_fail_the_commit() {
         .expect("bind");
     coord.recover(None).expect("recover");
     let _w = prepare_epoch_one(&coord);
-    kafka.fail_next_requests(
-        RDKafkaApiKey::TxnOffsetCommit,
-        RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
-        1,
-    );
+    kafka.fail_next_requests(api, error, 1);
     let e = coord
         .commit(1, &positions(10, 20))
         .expect_err("refused")
@@ -401,24 +398,20 @@ fn refused_offsets_or_end_of_transaction_fail_the_commit() {
         "nothing logged as committed"
     );
     assert_eq!(files::list_pending(dir.path()).expect("redo kept").len(), 2);
+    e
+}
 
-    let dir = tempfile::tempdir().expect("dir");
-    let coord = coordinator(&servers);
-    coord
-        .bind(&context(&servers, dir.path(), 1, &[]))
-        .expect("bind");
-    coord.recover(None).expect("recover");
-    let _w = prepare_epoch_one(&coord);
+#[test]
+fn refused_offsets_or_end_of_transaction_fail_the_commit() {
+    commit_fails_after(
+        RDKafkaApiKey::TxnOffsetCommit,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
+    );
     // A transaction the broker aborted on its timeout answers EndTxn like this.
-    kafka.fail_next_requests(
+    let e = commit_fails_after(
         RDKafkaApiKey::EndTxn,
         RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH,
-        1,
     );
-    let e = coord
-        .commit(1, &positions(10, 20))
-        .expect_err("timed out")
-        .to_string();
     assert!(
         e.contains("the restart from the last checkpoint will complete it"),
         "{e}"

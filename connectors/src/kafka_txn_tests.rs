@@ -71,6 +71,22 @@ fn context(servers: &str, dir: &Path, attempt: u64, positions: &[(i32, i64)]) ->
     }
 }
 
+/// A coordinator of run `attempt` bound to `dir` and recovered to `committed`.
+fn started(
+    servers: &str,
+    dir: &Path,
+    attempt: u64,
+    positions: &[(i32, i64)],
+    committed: Option<u64>,
+) -> (TxnCoordinator, RecoveryReport) {
+    let coord = coordinator(servers);
+    coord
+        .bind(&context(servers, dir, attempt, positions))
+        .expect("bind");
+    let report = coord.recover(committed).expect("recover");
+    (coord, report)
+}
+
 fn positions(o0: i64, o1: i64) -> BTreeMap<PartitionInfo, i64> {
     [(part(0), o0), (part(1), o1)].into_iter().collect()
 }
@@ -154,14 +170,8 @@ fn prepare_epoch_one(coord: &TxnCoordinator) -> Vec<TxnWriter> {
 fn each_epoch_commits_once_with_headers_and_later_results_wait_for_the_commit() {
     let (_kafka, servers) = start();
     let dir = tempfile::tempdir().expect("dir");
-    let coord = coordinator(&servers);
-    coord
-        .bind(&context(&servers, dir.path(), 1, &[]))
-        .expect("bind");
-    assert_eq!(
-        coord.recover(None).expect("recover"),
-        RecoveryReport::default()
-    );
+    let (coord, report) = started(&servers, dir.path(), 1, &[], None);
+    assert_eq!(report, RecoveryReport::default());
     let mut w = prepare_epoch_one(&coord);
     assert_eq!(files::list_pending(dir.path()).expect("pending").len(), 2);
     // Epoch 2's result waits in the buffer while epoch 1 is prepared, not committed.
@@ -237,11 +247,7 @@ fn each_epoch_commits_once_with_headers_and_later_results_wait_for_the_commit() 
 fn a_fenced_producer_commits_nothing() {
     let (kafka, servers) = start();
     let dir = tempfile::tempdir().expect("dir");
-    let coord = coordinator(&servers);
-    coord
-        .bind(&context(&servers, dir.path(), 1, &[]))
-        .expect("bind");
-    coord.recover(None).expect("recover");
+    let (coord, _) = started(&servers, dir.path(), 1, &[], None);
     let _w = prepare_epoch_one(&coord);
     let _new_owner = coord
         .init_producer("job-in-p0", "other")
@@ -277,19 +283,11 @@ fn recovery_resends_a_committed_epoch_whose_transaction_did_not_commit() {
     let (_kafka, servers) = start();
     let dir = tempfile::tempdir().expect("dir");
     {
-        let coord = coordinator(&servers);
-        coord
-            .bind(&context(&servers, dir.path(), 1, &[]))
-            .expect("bind");
-        coord.recover(None).expect("recover");
+        let (coord, _) = started(&servers, dir.path(), 1, &[], None);
         prepare_epoch_one(&coord);
         // The process dies after the job record named epoch 1, before the Kafka commits.
     }
-    let coord = coordinator(&servers);
-    coord
-        .bind(&context(&servers, dir.path(), 2, &[(0, 10), (1, 20)]))
-        .expect("bind");
-    let r = coord.recover(Some(1)).expect("recover");
+    let (coord, r) = started(&servers, dir.path(), 2, &[(0, 10), (1, 20)], Some(1));
     assert_eq!((r.resent, r.found_committed), (2, 0));
     let o = outcomes(dir.path());
     for s in 0..2 {
@@ -322,11 +320,7 @@ fn recovery_resends_a_committed_epoch_whose_transaction_did_not_commit() {
             w.prepare(2).expect("prepare").wait().expect("prepared");
         }
     }
-    let coord = coordinator(&servers);
-    coord
-        .bind(&context(&servers, dir.path(), 3, &[(0, 10), (1, 20)]))
-        .expect("bind");
-    let r = coord.recover(Some(1)).expect("recover");
+    let (_coord, r) = started(&servers, dir.path(), 3, &[(0, 10), (1, 20)], Some(1));
     assert_eq!(r.resent, 0);
     let o = outcomes(dir.path());
     for s in 0..2 {
@@ -341,11 +335,7 @@ fn recovery_trusts_the_group_offsets_of_a_committed_transaction() {
     let (_kafka, servers) = start();
     let dir = tempfile::tempdir().expect("dir");
     {
-        let coord = coordinator(&servers);
-        coord
-            .bind(&context(&servers, dir.path(), 1, &[]))
-            .expect("bind");
-        coord.recover(None).expect("recover");
+        let (coord, _) = started(&servers, dir.path(), 1, &[], None);
         prepare_epoch_one(&coord);
     }
     // What a real broker shows once the transactions of epoch 1 committed (the mock cluster
@@ -360,11 +350,7 @@ fn recovery_trusts_the_group_offsets_of_a_committed_transaction() {
     consumer
         .commit(&tpl, CommitMode::Sync)
         .expect("commit offsets");
-    let coord = coordinator(&servers);
-    coord
-        .bind(&context(&servers, dir.path(), 2, &[(0, 10), (1, 20)]))
-        .expect("bind");
-    let r = coord.recover(Some(1)).expect("recover");
+    let (_coord, r) = started(&servers, dir.path(), 2, &[(0, 10), (1, 20)], Some(1));
     assert_eq!((r.resent, r.found_committed), (0, 2));
     let o = outcomes(dir.path());
     assert!(o.contains(&(1, 0, 1, Outcome::Committed)), "{o:?}");
@@ -376,11 +362,7 @@ fn recovery_trusts_the_group_offsets_of_a_committed_transaction() {
 fn commit_fails_after(api: RDKafkaApiKey, error: RDKafkaRespErr) -> String {
     let (kafka, servers) = start();
     let dir = tempfile::tempdir().expect("dir");
-    let coord = coordinator(&servers);
-    coord
-        .bind(&context(&servers, dir.path(), 1, &[]))
-        .expect("bind");
-    coord.recover(None).expect("recover");
+    let (coord, _) = started(&servers, dir.path(), 1, &[], None);
     let _w = prepare_epoch_one(&coord);
     kafka.fail_next_requests(api, error, 1);
     let e = coord

@@ -106,6 +106,9 @@ pub struct LatencyOptions {
     pub consumer_properties: Vec<(String, String)>,
     /// Extra librdkafka settings of the load generator's producer.
     pub producer_properties: Vec<(String, String)>,
+    /// A tuning profile (`tuning/*.toml`) for the engine: its limits, Kafka properties and
+    /// pinning apply as in `spillway run --profile` (`pin_cores` false still wins).
+    pub profile: Option<std::path::PathBuf>,
 }
 
 impl LatencyOptions {
@@ -125,6 +128,7 @@ impl LatencyOptions {
             progress: false,
             consumer_properties: Vec::new(),
             producer_properties: Vec::new(),
+            profile: None,
         }
     }
 
@@ -428,13 +432,14 @@ pub fn run_latency(opts: &LatencyOptions) -> Result<LatencyReport> {
         .shards
         .unwrap_or_else(|| default_shards(opts.partitions));
     let stop = Arc::new(AtomicBool::new(false));
-    let job_opts = JobOptions {
-        shards: Some(shards),
-        pin_cores: opts.pin_cores,
-        sink_override: Some(sink.clone()),
-        stop: stop.clone(),
-        ..JobOptions::default()
-    };
+    let mut job_opts = JobOptions::default();
+    if let Some(path) = &opts.profile {
+        spillway_engine::profile::Profile::load(path)?.apply(&mut job_opts);
+    }
+    job_opts.shards = Some(shards);
+    job_opts.pin_cores &= opts.pin_cores;
+    job_opts.sink_override = Some(sink.clone());
+    job_opts.stop = stop.clone();
     let job = prepare(&program, &job_opts)?;
     if job.partitions.len() != opts.partitions {
         return Err(BenchError::Config(format!(

@@ -45,6 +45,10 @@ pub struct RunArgs {
     /// e.g. linger.ms=0 (default 1).
     #[arg(long = "producer-property", value_parser = parse_key_value)]
     pub producer_properties: Vec<(String, String)>,
+    /// A tuning profile for the engine (e.g. tuning/latency-2core.toml): its limits, Kafka
+    /// properties and pinning, as `spillway run --profile` applies them.
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
 }
 
 fn parse_key_value(text: &str) -> std::result::Result<(String, String), String> {
@@ -77,6 +81,7 @@ impl RunArgs {
         o.pin_cores = !self.no_pin;
         o.consumer_properties = self.consumer_properties.clone();
         o.producer_properties = self.producer_properties.clone();
+        o.profile = self.profile.clone();
         o.warmup = Duration::from_secs_f64(self.warmup.min(1e6));
         Ok(o)
     }

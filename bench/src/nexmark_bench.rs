@@ -54,9 +54,24 @@ pub const NEXMARK_QUERIES: &[NexmarkQuery] = &[
         sql: include_str!("../../examples/nexmark/q2.sql"),
     },
     NexmarkQuery {
+        name: "q5",
+        bench_name: "nexmark q5",
+        sql: include_str!("../../examples/nexmark/q5.sql"),
+    },
+    NexmarkQuery {
+        name: "q7",
+        bench_name: "nexmark q7",
+        sql: include_str!("../../examples/nexmark/q7.sql"),
+    },
+    NexmarkQuery {
         name: "q7_simplified",
         bench_name: "nexmark q7_simplified",
         sql: include_str!("../../examples/nexmark/q7_simplified.sql"),
+    },
+    NexmarkQuery {
+        name: "q11",
+        bench_name: "nexmark q11",
+        sql: include_str!("../../examples/nexmark/q11.sql"),
     },
     NexmarkQuery {
         name: "window_auction",
@@ -96,7 +111,8 @@ pub enum NexmarkBroker {
 /// The command-line arguments of `spillway-bench nexmark`.
 #[derive(Args, Debug, Clone)]
 pub struct NexmarkArgs {
-    /// q0, q1, q2, q7_simplified, window_auction or window_channel (examples/nexmark/).
+    /// q0, q1, q2, q5, q7, q7_simplified, window_auction or window_channel
+    /// (examples/nexmark/).
     #[arg(long, default_value = "q1")]
     pub query: String,
     /// Events of the whole stream (persons, auctions and bids).

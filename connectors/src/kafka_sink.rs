@@ -57,9 +57,16 @@ pub struct KafkaSinkFactory {
     schema: SchemaRef,
     key_columns: Vec<usize>,
     timestamp_column: Option<usize>,
+    /// `upsert-kafka` with a `row_kind STRING` column: rows of kind "-D" become tombstones.
+    row_kind_column: Option<usize>,
     /// With exactly-once: the transactions of every shard.
     txn: Option<TxnCoordinator>,
 }
+
+/// The sink column holding a row's kind ("+I", "+U", "-D"; filled by the engine).
+const ROW_KIND_COLUMN: &str = "row_kind";
+/// The row kind of a withdrawn result: `upsert-kafka` writes a tombstone for its key.
+const ROW_KIND_DELETE: &str = "-D";
 
 impl KafkaSinkFactory {
     /// The `upsert-kafka` sink: a Kafka sink whose message key is the JSON object of the
@@ -90,7 +97,13 @@ impl KafkaSinkFactory {
         let mut kafka = options.clone();
         kafka.insert("connector".to_string(), "kafka".to_string());
         kafka.insert("key.fields".to_string(), primary_key.join(";"));
-        Self::from_options(table, &kafka, schema)
+        let mut sink = Self::from_options(table, &kafka, schema)?;
+        sink.row_kind_column = sink
+            .schema
+            .index_of(ROW_KIND_COLUMN)
+            .ok()
+            .filter(|&i| sink.schema.field(i).data_type() == &DataType::Utf8);
+        Ok(sink)
     }
 
     /// Parses the options, checks `key.fields` against `schema` (the sink table's schema),
@@ -137,6 +150,7 @@ impl KafkaSinkFactory {
             schema,
             key_columns,
             timestamp_column,
+            row_kind_column: None,
             txn,
         })
     }
@@ -179,6 +193,7 @@ impl SinkFactory for KafkaSinkFactory {
             schema: self.schema.clone(),
             key_columns: self.key_columns.clone(),
             timestamp_column: self.timestamp_column,
+            row_kind_column: self.row_kind_column,
             guarantee: self.options.guarantee,
             flush_timeout_ms: self.options.flush_timeout_ms,
             value: Vec::new(),
@@ -342,6 +357,8 @@ pub struct KafkaSink {
     schema: SchemaRef,
     key_columns: Vec<usize>,
     timestamp_column: Option<usize>,
+    /// `upsert-kafka`: the `row_kind` column; "-D" rows are sent as tombstones.
+    row_kind_column: Option<usize>,
     guarantee: DeliveryGuarantee,
     flush_timeout_ms: u64,
     /// Encoding buffers, reused for every row.
@@ -387,14 +404,18 @@ impl KafkaSink {
     }
 
     /// Enqueues one message, waiting (bounded) while the producer queue is full.
-    fn send(&self, row: usize, timestamp_ms: Option<i64>) -> Result<()> {
+    /// `tombstone`: the message has the key and no value (an upsert delete).
+    fn send(&self, row: usize, timestamp_ms: Option<i64>, tombstone: bool) -> Result<()> {
         let Some(producer) = &self.producer else {
             return Err(ConnectorError::Internal(format!(
                 "{}: a plain send on a transactional sink",
                 self.context
             )));
         };
-        let mut record = BaseRecord::<[u8], [u8]>::to(&self.topic).payload(&self.value[..]);
+        let mut record = BaseRecord::<[u8], [u8]>::to(&self.topic);
+        if !tombstone {
+            record = record.payload(&self.value[..]);
+        }
         if !self.key_columns.is_empty() {
             record = record.key(&self.key[..]);
         }
@@ -447,7 +468,18 @@ impl Sink for KafkaSink {
                 ))
             })?),
         };
+        let kinds = match self.row_kind_column {
+            Some(i) => Some(batch.column(i).as_string_opt::<i32>().ok_or_else(|| {
+                ConnectorError::Internal(format!(
+                    "{}: column row_kind is not a string",
+                    self.context
+                ))
+            })?),
+            None => None,
+        };
         for row in 0..batch.num_rows() {
+            let tombstone =
+                kinds.is_some_and(|k| k.is_valid(row) && k.value(row) == ROW_KIND_DELETE);
             self.value.clear();
             values.write_row(row, &mut self.value);
             strip_newline(&mut self.value);
@@ -458,11 +490,19 @@ impl Sink for KafkaSink {
             }
             let timestamp_ms = timestamps.as_ref().and_then(|t| t.ms(row));
             match self.txn.as_mut() {
+                Some(_) if tombstone => {
+                    return Err(ConnectorError::config(
+                        &self.context,
+                        "a withdrawn result (row kind -D) needs a tombstone, which the \
+                         exactly-once upsert-kafka sink does not write yet; use \
+                         'sink.delivery-guarantee' = 'at-least-once'",
+                    ));
+                }
                 Some(t) => {
                     let key = keys.is_some().then_some(&self.key[..]);
                     t.write(key, &self.value, timestamp_ms)?;
                 }
-                None => self.send(row, timestamp_ms)?,
+                None => self.send(row, timestamp_ms, tombstone)?,
             }
         }
         match self.txn.as_mut() {
@@ -575,6 +615,10 @@ impl<'a> TimestampColumn<'a> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "kafka_sink_row_kind_tests.rs"]
+mod row_kind_tests;
 
 #[cfg(test)]
 mod tests {

@@ -214,6 +214,12 @@ impl EpochPrepared {
 pub trait SinkFactory: Send + Sync {
     /// Opens the sink instance of `shard`.
     fn open(&self, shard: usize) -> Result<Box<dyn Sink>>;
+    /// Opens the late-data sink of `shard`, when this factory carries one besides the main
+    /// sink (the engine's wrapper for a source table's `'late.sink'`); None otherwise.
+    fn open_late(&self, shard: usize) -> Result<Option<Box<dyn Sink>>> {
+        let _ = shard;
+        Ok(None)
+    }
     /// Called once after every shard's sink was flushed and dropped: joins writer threads,
     /// closes files.
     fn close(&self) -> Result<()>;

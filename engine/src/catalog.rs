@@ -24,6 +24,10 @@ pub enum ColumnType {
     Double,
     /// TIMESTAMP(3) (and TIMESTAMP, TIMESTAMP_LTZ(3)): milliseconds since the epoch, UTC.
     Timestamp,
+    /// A processing-time column `name AS PROCTIME()` (Flink's `TIMESTAMP_LTZ(3) *PROCTIME*`):
+    /// a TIMESTAMP(3) not read from the record but filled at decode time with the wall clock
+    /// (see `crate::proctime`). As in Flink, the time attribute is part of the type.
+    ProcTime,
 }
 
 impl ColumnType {
@@ -35,7 +39,9 @@ impl ColumnType {
             ColumnType::BigInt => DataType::Int64,
             ColumnType::Float => DataType::Float32,
             ColumnType::Double => DataType::Float64,
-            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, None),
+            ColumnType::Timestamp | ColumnType::ProcTime => {
+                DataType::Timestamp(TimeUnit::Millisecond, None)
+            }
         }
     }
 
@@ -49,6 +55,7 @@ impl ColumnType {
             ColumnType::Float => "FLOAT",
             ColumnType::Double => "DOUBLE",
             ColumnType::Timestamp => "TIMESTAMP(3)",
+            ColumnType::ProcTime => "TIMESTAMP_LTZ(3) *PROCTIME*",
         }
     }
 }
@@ -83,13 +90,30 @@ pub struct TableDef {
 }
 
 impl TableDef {
+    /// The Arrow schema of the table's rows. A processing-time column's field carries the
+    /// metadata [`crate::proctime::PROCTIME_FIELD_METADATA_KEY`], so that every decoder
+    /// built from this schema fills it with the wall clock instead of reading it.
     pub fn schema(&self) -> SchemaRef {
         Arc::new(Schema::new(
             self.columns
                 .iter()
-                .map(|c| Field::new(&c.name, c.ty.to_arrow(), c.nullable))
+                .map(|c| {
+                    let field = Field::new(&c.name, c.ty.to_arrow(), c.nullable);
+                    if c.ty == ColumnType::ProcTime {
+                        crate::proctime::mark_proctime_field(field)
+                    } else {
+                        field
+                    }
+                })
                 .collect::<Vec<_>>(),
         ))
+    }
+
+    /// The index of the processing-time column (`name AS PROCTIME()`), if the table has one.
+    pub fn proctime_column(&self) -> Option<usize> {
+        self.columns
+            .iter()
+            .position(|c| c.ty == ColumnType::ProcTime)
     }
 
     pub fn column_index(&self, name: &str) -> Option<usize> {

@@ -17,7 +17,13 @@ use crate::catalog::TableDef;
 use crate::error::{EngineError, Result};
 
 /// Table options the engine itself reads; they are not passed to the connector.
-const ENGINE_OPTIONS: &[&str] = &["format", "scan.watermark.idle-timeout"];
+const ENGINE_OPTIONS: &[&str] = &[
+    "format",
+    "scan.watermark.idle-timeout",
+    // Lateness of a source table (planned in `sql/late.rs`).
+    "allowed-lateness",
+    "late.sink",
+];
 
 /// Source connectors, for messages.
 pub const SOURCE_CONNECTORS: &[&str] = &["kafka", "filesystem", "trades-generator", "nexmark"];

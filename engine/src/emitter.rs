@@ -11,7 +11,10 @@ use spillway_connectors::Sink;
 use crate::error::Result;
 use crate::exchange::PartialWindow;
 use crate::final_aggregate::{ClosedWindow, FinalAggregate};
+use crate::late_sink::LateSink;
 use crate::output_stage::OutputStage;
+use crate::row_kind::RowKind;
+use crate::session::{sessions_to_batches, FiredSession, SessionStage};
 use crate::window_assigner::WindowAssigner;
 use crate::window_operator::{AggregateLayout, FiredWindow};
 
@@ -27,11 +30,19 @@ pub struct Emitter {
     final_stage: Option<(std::sync::Arc<AggregateLayout>, FinalAggregate)>,
     output: OutputStage,
     sink: Box<dyn Sink>,
+    /// Where too-late source rows go (`'late.sink'`), if configured.
+    late_sink: Option<LateSink>,
     closed: Vec<ClosedWindow>,
+    /// SESSION windows: the owner stage (instead of `final_stage`; see `crate::session`).
+    sessions: Option<SessionStage>,
+    fired_sessions: Vec<FiredSession>,
     /// Microseconds from a window's close to its result being handed to the sink.
     pub latency_us: Histogram<u64>,
     pub rows_out: u64,
+    /// Windows emitted for the first time ("+I").
     pub windows_out: u64,
+    /// Emitted windows emitted again with late updates ("+U").
+    pub windows_updated: u64,
     /// Nanoseconds spent in HAVING, projection and the sink.
     pub sink_ns: u64,
 }
@@ -47,22 +58,67 @@ impl Emitter {
     ) -> Self {
         let final_stage = layout.and_then(|l| {
             let spec = l.aggregation.window?;
+            if spec.kind.session_gap_ms().is_some() {
+                return None;
+            }
             Some((l, FinalAggregate::new(shards, WindowAssigner::new(&spec))))
         });
         Emitter {
             final_stage,
             output,
             sink,
+            late_sink: None,
             closed: Vec::new(),
+            sessions: None,
+            fired_sessions: Vec::new(),
             latency_us: latency_histogram(),
             rows_out: 0,
             windows_out: 0,
+            windows_updated: 0,
             sink_ns: 0,
         }
     }
 
+    /// SESSION windows: the owner stage that replaces the final stage.
+    pub fn set_sessions(&mut self, stage: SessionStage) {
+        self.sessions = Some(stage);
+    }
+
+    /// The SESSION owner stage, if the query has one.
+    pub fn sessions_mut(&mut self) -> Option<&mut SessionStage> {
+        self.sessions.as_mut()
+    }
+
+    /// Applies the source table's lateness (`plan::LatePlan`): windows stay updatable for
+    /// `allowed_lateness_ms` after they are emitted, and too-late rows go to `late_sink`.
+    /// Call before any partial is merged.
+    pub fn with_lateness(mut self, allowed_lateness_ms: i64, late_sink: Option<LateSink>) -> Self {
+        if let Some((_, f)) = &mut self.final_stage {
+            f.set_allowed_lateness(allowed_lateness_ms);
+        }
+        self.late_sink = late_sink;
+        self
+    }
+
+    /// Writes rows `rows` of `batch` (source rows too late even for the lateness) to the
+    /// late-data sink, if there is one.
+    pub fn write_late(&mut self, batch: &RecordBatch, rows: &[u32]) -> Result<()> {
+        match &mut self.late_sink {
+            Some(s) => s.write(batch, rows),
+            None => Ok(()),
+        }
+    }
+
+    /// Rows written to the late-data sink.
+    pub fn late_rows_out(&self) -> u64 {
+        self.late_sink.as_ref().map(|s| s.rows_out).unwrap_or(0)
+    }
+
     /// The watermark up to which every shard's windows have fired.
     pub fn global_watermark(&self) -> i64 {
+        if let Some(s) = &self.sessions {
+            return s.global_watermark();
+        }
         self.final_stage
             .as_ref()
             .map(|(_, f)| f.global_watermark())
@@ -70,6 +126,9 @@ impl Emitter {
     }
 
     pub fn late_partial_groups(&self) -> u64 {
+        if let Some(s) = &self.sessions {
+            return s.late_partial_groups;
+        }
         self.final_stage
             .as_ref()
             .map(|(_, f)| f.late_partial_groups)
@@ -78,6 +137,9 @@ impl Emitter {
 
     /// Panes held by the final stage (for TUMBLE, windows).
     pub fn open_windows(&self) -> usize {
+        if let Some(s) = &self.sessions {
+            return s.sessions_open();
+        }
         self.final_stage
             .as_ref()
             .map(|(_, f)| f.open_windows())
@@ -93,10 +155,24 @@ impl Emitter {
 
     /// Ends the sink's epoch `epoch` (see `Sink::prepare_epoch`).
     pub fn prepare_epoch(&mut self, epoch: u64) -> Result<spillway_connectors::EpochPrepared> {
-        Ok(self.sink.prepare_epoch(epoch)?)
+        let main = self.sink.prepare_epoch(epoch)?;
+        match &mut self.late_sink {
+            None => Ok(main),
+            Some(late) => {
+                // The late sink's epoch ends at the same cut.
+                let late = late.prepare_epoch(epoch)?;
+                Ok(spillway_connectors::EpochPrepared::later(move || {
+                    main.wait()?;
+                    late.wait()
+                }))
+            }
+        }
     }
 
     pub fn on_partial(&mut self, partial: PartialWindow) {
+        if let Some(s) = &mut self.sessions {
+            return s.merge(&partial);
+        }
         if let Some((layout, f)) = &mut self.final_stage {
             f.merge(layout, partial);
         }
@@ -116,6 +192,9 @@ impl Emitter {
         idle: bool,
         at: Instant,
     ) -> Result<()> {
+        if self.sessions.is_some() {
+            return self.on_session_watermark(from, watermark, idle, at);
+        }
         let Some((layout, f)) = &mut self.final_stage else {
             return Ok(());
         };
@@ -127,20 +206,71 @@ impl Emitter {
         let closed = std::mem::take(&mut self.closed);
         for c in &closed {
             let batch = layout.to_batch(c.window.start, c.window.end, &c.window.groups)?;
-            self.write(&batch)?;
-            self.windows_out += 1;
-            let us = c.closed_at.elapsed().as_micros() as u64;
-            self.latency_us.saturating_record(us.max(1));
+            self.write_kind(&batch, c.kind)?;
+            if c.kind == RowKind::Insert {
+                self.windows_out += 1;
+                let us = c.closed_at.elapsed().as_micros() as u64;
+                self.latency_us.saturating_record(us.max(1));
+            } else {
+                self.windows_updated += 1;
+            }
         }
         self.closed = closed;
         self.closed.clear();
         Ok(())
     }
 
+    /// [`Emitter::on_watermark`] for SESSION windows.
+    fn on_session_watermark(
+        &mut self,
+        from: usize,
+        watermark: i64,
+        idle: bool,
+        at: Instant,
+    ) -> Result<()> {
+        let Some(s) = &mut self.sessions else {
+            return Ok(());
+        };
+        s.on_watermark(from, watermark, idle, &mut self.fired_sessions)?;
+        if self.fired_sessions.is_empty() {
+            return Ok(());
+        }
+        let layout = s.layout().clone();
+        let mut fired = std::mem::take(&mut self.fired_sessions);
+        // "-D" first (the stage orders them so), then "+U", then "+I": one write per kind.
+        let mut at_kind = 0;
+        while at_kind < fired.len() {
+            let kind = fired[at_kind].kind;
+            let n = fired[at_kind..]
+                .iter()
+                .take_while(|f| f.kind == kind)
+                .count();
+            for batch in sessions_to_batches(&layout, &fired[at_kind..at_kind + n])? {
+                self.write_kind(&batch, kind)?;
+            }
+            match kind {
+                RowKind::Insert => self.windows_out += n as u64,
+                RowKind::UpdateAfter => self.windows_updated += n as u64,
+                RowKind::Delete => {}
+            }
+            at_kind += n;
+        }
+        let us = at.elapsed().as_micros() as u64;
+        self.latency_us.saturating_record(us.max(1));
+        fired.clear();
+        self.fired_sessions = fired;
+        Ok(())
+    }
+
     /// Writes result rows (aggregation output, or source rows of a non-windowed query).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.write_kind(batch, RowKind::Insert)
+    }
+
+    /// Writes result rows of kind `kind` (the sink's `row_kind` column, if any, says it).
+    pub fn write_kind(&mut self, batch: &RecordBatch, kind: RowKind) -> Result<()> {
         let t0 = Instant::now();
-        if let Some(out) = self.output.apply(batch)? {
+        if let Some(out) = self.output.apply_kind(batch, kind)? {
             self.sink.write(&out)?;
             self.rows_out += out.num_rows() as u64;
         }
@@ -150,6 +280,9 @@ impl Emitter {
 
     pub fn flush(&mut self) -> Result<()> {
         self.sink.flush()?;
+        if let Some(late) = &mut self.late_sink {
+            late.flush()?;
+        }
         Ok(())
     }
 }

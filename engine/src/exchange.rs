@@ -29,6 +29,13 @@ pub struct PartialWindow {
     /// `stride` slots per group; string slots index `strings`.
     pub slots: Vec<Slot>,
     pub strings: StringStore,
+    /// SESSION windows only (`crate::session`): per group, the bounds `[start, end)` of its
+    /// mini-session (a key may then appear more than once; `start`/`end` above are unused).
+    /// Empty for panes.
+    pub session_bounds: Vec<[i64; 2]>,
+    /// SESSION windows restored from a checkpoint only: per group, whether it is the kept
+    /// bounds of a fired session (its slots are empty). Empty: none is.
+    pub session_fired: Vec<bool>,
 }
 
 impl PartialWindow {
@@ -81,6 +88,9 @@ pub enum ExchangeMsg {
         from: usize,
         epoch: u64,
     },
+    /// Rows of one side of a join of two streams for keys the receiver owns
+    /// (`crate::stream_join`); like partials, they precede the watermark that passes them.
+    JoinRows(crate::stream_join::routing::JoinRows),
     /// The sender sends nothing more.
     Done {
         from: usize,

@@ -56,6 +56,8 @@ pub struct Links {
     /// Partials that arrived after this shard's snapshot of `epoch` and before the sender's
     /// barrier of it: in flight at the checkpoint, so part of it.
     recorded: Vec<PartialWindow>,
+    /// The join of two streams this shard runs, which takes `JoinRows` and watermarks.
+    stream_join: Option<Rc<RefCell<crate::stream_join::operator::StreamJoinOperator>>>,
 }
 
 impl Links {
@@ -74,7 +76,16 @@ impl Links {
             barrier_epoch,
             epoch: 0,
             recorded: Vec::new(),
+            stream_join: None,
         }
+    }
+
+    /// Hands `JoinRows` and watermarks from peers to `operator` (a join of two streams).
+    pub fn set_stream_join(
+        &mut self,
+        operator: Rc<RefCell<crate::stream_join::operator::StreamJoinOperator>>,
+    ) {
+        self.stream_join = Some(operator);
     }
 
     /// Starts checkpoint `epoch` after this shard's snapshot: peers whose barrier already came
@@ -162,7 +173,21 @@ impl Links {
                         watermark,
                         idle,
                         at,
-                    } => em.on_watermark(from, watermark, idle, at)?,
+                    } => {
+                        em.on_watermark(from, watermark, idle, at)?;
+                        if let Some(join) = &self.stream_join {
+                            join.borrow_mut()
+                                .on_watermark(from, watermark, idle, &mut em)?;
+                        }
+                    }
+                    ExchangeMsg::JoinRows(rows) => match &self.stream_join {
+                        Some(join) => join.borrow_mut().on_rows(rows, &mut em)?,
+                        None => {
+                            return Err(EngineError::Internal(
+                                "join rows reached a shard without a stream join".into(),
+                            ))
+                        }
+                    },
                     ExchangeMsg::Done { .. } => {
                         self.done[i] = true;
                         break;

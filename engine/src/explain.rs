@@ -61,7 +61,21 @@ pub fn explain(job: &PreparedJob, pin_cores: bool) -> String {
         &mut s,
         format!("decode JSON (simd-json) -> Arrow [{}]", cols.join(", ")),
     );
-    if let Some(w) = job.source_table.watermark {
+    let proctime = job
+        .source_table
+        .proctime_column()
+        .filter(|_| crate::proctime::windows_on_proctime(p, &job.source_table));
+    if let Some(c) = proctime {
+        line(
+            &mut s,
+            format!(
+                "watermark: processing time: the wall clock in {} ms steps, also when idle; \
+                 windows over {} fire when every shard's clock passes their end",
+                crate::proctime::PROCTIME_WATERMARK_STEP_MS,
+                job.source_table.columns[c].name
+            ),
+        );
+    } else if let Some(w) = job.source_table.watermark {
         line(
             &mut s,
             format!(
@@ -100,30 +114,36 @@ pub fn explain(job: &PreparedJob, pin_cores: bool) -> String {
             Some(w) => explain_window(w),
             None => "no window".into(),
         };
-        line(
-            &mut s,
-            format!(
-                "partial window aggregate ({window}) by [{}]: {} (each event updates one pane; state in a bumpalo arena per pane)",
-                keys.join(", "),
-                aggs.join(", ")
-            ),
-        );
-        if job.shards > 1 {
+        if crate::session::is_session(p) {
+            for text in crate::session::explain_lines(&window, &keys, &aggs, job.shards) {
+                line(&mut s, text);
+            }
+        } else {
             line(
                 &mut s,
                 format!(
-                    "exchange: when the shard watermark passes a pane's end, its partial \
-                     aggregates go to the shard owning each key (hash of the key mod {}), \
-                     followed by the watermark, over bounded core-to-core queues",
-                    job.shards
+                    "partial window aggregate ({window}) by [{}]: {} (each event updates one pane; state in a bumpalo arena per pane)",
+                    keys.join(", "),
+                    aggs.join(", ")
                 ),
             );
+            if job.shards > 1 {
+                line(
+                    &mut s,
+                    format!(
+                        "exchange: when the shard watermark passes a pane's end, its partial \
+                         aggregates go to the shard owning each key (hash of the key mod {}), \
+                         followed by the watermark, over bounded core-to-core queues",
+                        job.shards
+                    ),
+                );
+            }
+            line(
+                &mut s,
+                "final aggregate: merge partial panes; once every shard's watermark has passed a window's end, the window is assembled from its panes and fires; a pane is freed after its last window"
+                    .into(),
+            );
         }
-        line(
-            &mut s,
-            "final aggregate: merge partial panes; once every shard's watermark has passed a window's end, the window is assembled from its panes and fires; a pane is freed after its last window"
-                .into(),
-        );
         if let Some(h) = &a.having {
             line(&mut s, format!("having: {}", explain_expr(h)));
         }
@@ -195,6 +215,7 @@ pub fn explain_window(w: &WindowSpec) -> String {
             "CUMULATE max size {max_size_ms} ms, step {step_ms} ms; panes of {step_ms} ms, 1 to {} per window",
             max_size_ms / step_ms
         ),
+        WindowKind::Session { gap_ms } => format!("SESSION gap {gap_ms} ms"),
     };
     if w.offset_ms != 0 {
         text.push_str(&format!("; offset {} ms", w.offset_ms));

@@ -10,9 +10,19 @@
 //! freed once the last window holding it has been emitted; a window none of whose panes holds
 //! a group emits nothing.
 //!
-//! Invariant: a window is emitted here at most once; a partial that arrives for a pane whose
-//! windows were all emitted is counted and dropped, never merged, and a pane merged after some
-//! of its windows were emitted only reaches the windows not emitted yet.
+//! Invariant: a window is emitted here at most once with row kind "+I"; a partial that arrives
+//! for a pane whose windows were all emitted more than the allowed lateness ago is counted and
+//! dropped, never merged. Without lateness a pane merged after some of its windows were
+//! emitted only reaches the windows not emitted yet.
+//!
+//! Allowed lateness (`lateness.rs`): a pane is kept until the watermark passes its last
+//! window's end plus the lateness. A partial merged into a pane with windows already emitted
+//! (and within the lateness) notes the changed keys of those windows; the next watermark
+//! message from any shard emits them again, the changed groups only, with row kind "+U"
+//! (coalesced: one update per window and key per watermark message). After recovery, every
+//! group of a window its old owner had emitted, still within the lateness, is emitted once
+//! more as "+U" (updates merged before the cut but not yet emitted are not in the checkpoint);
+//! the restored floors still keep such groups out of the window's "+I".
 //! Invariant (checkpoints): every group changed in a held pane is marked dirty, and a freed
 //! pane that had chunks in the state store is recorded in `removed`.
 
@@ -22,6 +32,8 @@ use std::time::Instant;
 use crate::checkpoint::chunk_codec::{save_all_pending, save_chunk, KIND_FINAL};
 use crate::exchange::PartialWindow;
 use crate::group_table::{GroupTable, GROUP_CHUNK};
+use crate::lateness::{too_late, updatable, PendingUpdates};
+use crate::row_kind::RowKind;
 use crate::watermark::WATERMARK_MIN;
 use crate::window_assigner::WindowAssigner;
 use crate::window_operator::{AggregateLayout, FiredWindow};
@@ -37,6 +49,8 @@ pub struct ClosedWindow {
     pub window: FiredWindow,
     /// When the input that completed the window arrived (start of the result latency).
     pub closed_at: Instant,
+    /// "+I" for a window's first emission, "+U" for an update of an emitted window.
+    pub kind: RowKind,
 }
 
 /// Final window state of one shard for the keys it owns.
@@ -60,6 +74,10 @@ pub struct FinalAggregate {
     /// Chunks of the snapshot in progress serialized before a change or a removal (key,
     /// value), for the checkpoint to collect.
     saved: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The source table's allowed lateness (0: a window is final when emitted).
+    allowed_lateness_ms: i64,
+    /// Emitted windows changed by late partials, to emit again as "+U".
+    updates: PendingUpdates,
 }
 
 impl FinalAggregate {
@@ -80,6 +98,68 @@ impl FinalAggregate {
             restored_floors: Vec::new(),
             removed: Vec::new(),
             saved: Vec::new(),
+            allowed_lateness_ms: 0,
+            updates: PendingUpdates::default(),
+        }
+    }
+
+    /// Keeps windows updatable for `allowed_lateness_ms` after they are emitted (see the
+    /// module docs). Call before any merge.
+    pub fn set_allowed_lateness(&mut self, allowed_lateness_ms: i64) {
+        assert!(
+            allowed_lateness_ms >= 0,
+            "the planner refuses a negative lateness"
+        );
+        self.allowed_lateness_ms = allowed_lateness_ms;
+    }
+
+    /// Whether window `end` was already emitted for a group with this hash (here, or by its
+    /// old owner before a recovery).
+    fn emitted_for(&self, end: i64, hash: u64) -> bool {
+        end <= self.fired_up_to
+            || (!self.restored_floors.is_empty()
+                && end
+                    <= self.restored_floors
+                        [AggregateLayout::owner(hash, self.restored_floors.len())])
+    }
+
+    /// Whether a group with this hash in a pane whose last window ends at `last_end` is
+    /// dropped because its old owner had emitted that window more than the lateness ago.
+    fn dropped_by_floor(&self, last_end: i64, hash: u64) -> bool {
+        let floors = &self.restored_floors;
+        !floors.is_empty()
+            && too_late(
+                last_end,
+                floors[AggregateLayout::owner(hash, floors.len())],
+                self.allowed_lateness_ms,
+            )
+    }
+
+    /// Notes the emitted windows of the pane `pane_start` that the group `key` changes.
+    fn note_updates(&mut self, pane_start: i64, key: &[u8], hash: u64) {
+        let last = self.assigner.last_window_end(pane_start);
+        let mut end = self.assigner.pane_end(pane_start);
+        // The watermark that emitted the group's windows (after recovery: its old owner's,
+        // until this stage's own passes it).
+        let floors = &self.restored_floors;
+        let emitted_up_to = if floors.is_empty() {
+            self.fired_up_to
+        } else {
+            self.fired_up_to
+                .max(floors[AggregateLayout::owner(hash, floors.len())])
+        };
+        while end <= last {
+            if !self.emitted_for(end, hash) {
+                // Later windows of the pane are not emitted either.
+                break;
+            }
+            if updatable(end, emitted_up_to, self.allowed_lateness_ms) {
+                self.updates.note(end, key);
+            }
+            match end.checked_add(self.assigner.pane_ms()) {
+                Some(next) => end = next,
+                None => break,
+            }
         }
     }
 
@@ -91,12 +171,24 @@ impl FinalAggregate {
     /// Merges a partial pane of some shard.
     pub fn merge(&mut self, layout: &AggregateLayout, partial: PartialWindow) {
         let last_end = self.assigner.last_window_end(partial.start);
-        if last_end <= self.fired_up_to {
+        let lateness = self.allowed_lateness_ms;
+        if too_late(last_end, self.fired_up_to, lateness) {
             self.late_partial_groups += partial.len() as u64;
             return;
         }
         let stride = layout.stride();
         let pane_end = self.assigner.pane_end(partial.start);
+        // Whether some window of the pane may have been emitted already (then the groups
+        // merged are updates of it).
+        let may_update =
+            lateness > 0 && (pane_end <= self.fired_up_to || !self.restored_floors.is_empty());
+        if may_update {
+            for i in 0..partial.len() {
+                if !self.dropped_by_floor(last_end, partial.hashes[i]) {
+                    self.note_updates(partial.start, partial.key(i), partial.hashes[i]);
+                }
+            }
+        }
         let w = self
             .panes
             .entry(partial.start)
@@ -110,7 +202,7 @@ impl FinalAggregate {
             if !self.restored_floors.is_empty() {
                 let old_owner =
                     AggregateLayout::owner(partial.hashes[i], self.restored_floors.len());
-                if last_end <= self.restored_floors[old_owner] {
+                if too_late(last_end, self.restored_floors[old_owner], lateness) {
                     self.late_partial_groups += 1;
                     continue;
                 }
@@ -143,12 +235,15 @@ impl FinalAggregate {
 
     /// Adds a locally fired pane directly (the owner of all its keys is this shard).
     pub fn merge_local(&mut self, layout: &AggregateLayout, window: FiredWindow) {
-        if self.assigner.last_window_end(window.start) <= self.fired_up_to {
+        let last_end = self.assigner.last_window_end(window.start);
+        if too_late(last_end, self.fired_up_to, self.allowed_lateness_ms) {
             self.late_partial_groups += window.groups.len() as u64;
             return;
         }
         let mut window = window;
-        let no_floors = self.restored_floors.is_empty();
+        // Whole only when no window of the pane has been emitted (else its groups update
+        // emitted windows, noted group by group in `merge`).
+        let no_floors = self.restored_floors.is_empty() && window.end > self.fired_up_to;
         let window = match self.panes.entry(window.start) {
             std::collections::btree_map::Entry::Vacant(v) if no_floors => {
                 // Its chunks in the store (if any) were the open pane's; the final stage
@@ -199,15 +294,35 @@ impl FinalAggregate {
                 min = min.min(p.watermark);
             }
         }
-        if !any_active || min <= self.fired_up_to {
-            return;
+        // Updates first: every partial the sender sent before this watermark is merged, and
+        // the panes they changed are still held.
+        if !self.updates.is_empty() {
+            self.emit_updates(layout, at, out);
         }
-        // This message moved the global watermark: the input behind it closed the windows.
-        let emitted_up_to = self.fired_up_to;
-        self.fired_up_to = min;
-        self.emit_windows(layout, emitted_up_to, min, at, out);
-        if !self.restored_floors.is_empty() {
-            self.prune_floors();
+        if any_active && min > self.fired_up_to {
+            // This message moved the global watermark: the input behind it closed the windows.
+            let emitted_up_to = self.fired_up_to;
+            self.fired_up_to = min;
+            self.emit_windows(layout, emitted_up_to, min, at, out);
+            if !self.restored_floors.is_empty() {
+                self.prune_floors();
+            }
+        }
+    }
+
+    /// Emits again ("+U") the changed groups of emitted windows, by end.
+    fn emit_updates(&mut self, layout: &AggregateLayout, at: Instant, out: &mut Vec<ClosedWindow>) {
+        // Noted only for windows emitted and within the lateness at this watermark.
+        for (end, keys) in self.updates.take_up_to(self.fired_up_to) {
+            let start = self.assigner.window_start_of_end(end);
+            let window = self.assemble(layout, start, end, |_, key| keys.contains(key));
+            if !window.groups.is_empty() {
+                out.push(ClosedWindow {
+                    window,
+                    closed_at: at,
+                    kind: RowKind::UpdateAfter,
+                });
+            }
         }
     }
 
@@ -222,9 +337,22 @@ impl FinalAggregate {
         out: &mut Vec<ClosedWindow>,
     ) {
         let mut cursor = after;
+        let lateness = self.allowed_lateness_ms;
         loop {
             self.free_panes(layout, cursor);
-            let Some(first) = self.panes.values().next() else {
+            // With lateness, panes whose windows were all emitted are only kept for updates:
+            // skip them (those of windows ending after the cursor start at the window
+            // start of the first boundary after it).
+            let first = if lateness > 0 && cursor > WATERMARK_MIN {
+                let Some(next) = self.assigner.next_window_end_after(cursor) else {
+                    break;
+                };
+                let from = self.assigner.window_start_of_end(next);
+                self.panes.range(from..).next().map(|(_, p)| p)
+            } else {
+                self.panes.values().next()
+            };
+            let Some(first) = first else {
                 break;
             };
             // The first window end after the cursor that holds a pane: the first pane's own
@@ -242,7 +370,10 @@ impl FinalAggregate {
                 break;
             }
             let start = self.assigner.window_start_of_end(end);
-            if self.assigner.one_pane_per_window() && self.restored_floors.is_empty() {
+            if self.assigner.one_pane_per_window()
+                && self.restored_floors.is_empty()
+                && lateness == 0
+            {
                 // The window is its one pane and no other window needs it: hand it over.
                 if let Some(e) = self.panes.first_entry() {
                     debug_assert_eq!((e.get().start, e.get().end), (start, end));
@@ -250,13 +381,51 @@ impl FinalAggregate {
                     save_all_pending(layout, KIND_FINAL, &mut window, &mut self.saved);
                     self.note_removed(&window);
                     if !window.groups.is_empty() {
-                        out.push(ClosedWindow { window, closed_at });
+                        out.push(ClosedWindow {
+                            window,
+                            closed_at,
+                            kind: RowKind::Insert,
+                        });
                     }
                 }
             } else {
-                let window = self.assemble(layout, start, end);
+                // First emission of the groups not emitted yet (after recovery, some old
+                // owners may have emitted the window).
+                let floors = &self.restored_floors;
+                let first_time = |hash: u64| {
+                    floors.is_empty() || end > floors[AggregateLayout::owner(hash, floors.len())]
+                };
+                let window = self.assemble(layout, start, end, |hash, _| first_time(hash));
                 if !window.groups.is_empty() {
-                    out.push(ClosedWindow { window, closed_at });
+                    out.push(ClosedWindow {
+                        window,
+                        closed_at,
+                        kind: RowKind::Insert,
+                    });
+                }
+                // Groups an old owner emitted before a recovery, still within the lateness:
+                // emitted again whole as updates (changes merged before the cut and not
+                // emitted yet are not in the checkpoint), once, as the cursor passes `end`.
+                self.updates.take(end);
+                if !floors.is_empty() && lateness > 0 {
+                    // Within the lateness at the old owner's watermark (when the changes
+                    // were merged), however far the restored watermarks are now.
+                    let again = |hash: u64, _: &[u8]| {
+                        !first_time(hash)
+                            && updatable(
+                                end,
+                                floors[AggregateLayout::owner(hash, floors.len())],
+                                lateness,
+                            )
+                    };
+                    let window = self.assemble(layout, start, end, again);
+                    if !window.groups.is_empty() {
+                        out.push(ClosedWindow {
+                            window,
+                            closed_at,
+                            kind: RowKind::UpdateAfter,
+                        });
+                    }
                 }
             }
             cursor = end;
@@ -264,21 +433,26 @@ impl FinalAggregate {
         self.free_panes(layout, up_to);
     }
 
-    /// The window `[start, end)`: the groups of its panes merged (leaving out, after
-    /// recovery, groups whose old owner had already emitted it).
-    fn assemble(&self, layout: &AggregateLayout, start: i64, end: i64) -> FiredWindow {
+    /// The window `[start, end)`: the groups of its panes that `keep(hash, key)` accepts,
+    /// merged.
+    fn assemble(
+        &self,
+        layout: &AggregateLayout,
+        start: i64,
+        end: i64,
+        keep: impl Fn(u64, &[u8]) -> bool,
+    ) -> FiredWindow {
         let stride = layout.stride();
         let mut table = GroupTable::new(stride);
         let mut bytes = 0;
-        let floors = &self.restored_floors;
         for pane in self.panes.range(start..end).map(|(_, p)| p) {
             let from = &pane.groups;
             for g in 0..from.len() as u32 {
                 let hash = from.hash(g);
-                if !floors.is_empty() && end <= floors[AggregateLayout::owner(hash, floors.len())] {
+                let key = from.key(g);
+                if !keep(hash, key) {
                     continue;
                 }
-                let key = from.key(g);
                 let (t, new) = table.find_or_insert(key, hash);
                 if new {
                     bytes += key.len() + stride * 16 + 40;
@@ -309,11 +483,13 @@ impl FinalAggregate {
         }
     }
 
-    /// Frees, oldest first, the panes whose last window ends at or before `emitted_up_to`
-    /// (the last window end grows with the pane start, so they are the first ones).
+    /// Frees, oldest first, the panes whose last window ends, plus the allowed lateness, at
+    /// or before `emitted_up_to` (the last window end grows with the pane start, so they are
+    /// the first ones).
     fn free_panes(&mut self, layout: &AggregateLayout, emitted_up_to: i64) {
         while let Some(e) = self.panes.first_entry() {
-            if self.assigner.last_window_end(e.get().start) > emitted_up_to {
+            let last_end = self.assigner.last_window_end(e.get().start);
+            if !too_late(last_end, emitted_up_to, self.allowed_lateness_ms) {
                 break;
             }
             let mut pane = e.remove();

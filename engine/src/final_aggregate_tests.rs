@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::*;
 use crate::accumulator::Slot;
 use crate::plan::{WindowKind, WindowSpec};
+use crate::row_kind::RowKind;
 
 /// A layout for `k, COUNT(*), SUM(v), MAX(s)` `FROM ...` (`from` says from what, grouped how).
 fn layout(from: &str) -> AggregateLayout {
@@ -69,8 +70,13 @@ fn partial(
 type Emitted = BTreeMap<(i64, i64), BTreeMap<String, (u64, i64)>>;
 
 fn emitted(out: &[ClosedWindow]) -> Emitted {
+    emitted_as(out, RowKind::Insert)
+}
+
+/// [`emitted`] of the windows of kind `kind` only.
+fn emitted_as(out: &[ClosedWindow], kind: RowKind) -> Emitted {
     let mut m = Emitted::new();
-    for c in out {
+    for c in out.iter().filter(|c| c.kind == kind) {
         let w = &c.window;
         let groups = m.entry((w.start, w.end)).or_default();
         assert!(
@@ -269,4 +275,115 @@ fn after_recovery_a_window_the_old_owner_emitted_leaves_its_groups_out() {
         "after the floors every key is back"
     );
     assert_eq!(in_window(2_000), Some(keys.len() - dropped as usize));
+}
+
+/// [`final_stage`] with an allowed lateness.
+fn late_final_stage(layout: &AggregateLayout, shards: usize, lateness_ms: i64) -> FinalAggregate {
+    let mut fin = final_stage(layout, shards);
+    fin.set_allowed_lateness(lateness_ms);
+    fin
+}
+
+#[test]
+fn within_the_lateness_a_late_partial_re_emits_its_changed_groups_as_updates() {
+    let l = layout("t GROUP BY k, TUMBLE(ts, INTERVAL '1' SECOND)");
+    let mut fin = late_final_stage(&l, 2, 2_000);
+    fin.merge(&l, partial(&l, 0, 1_000, &[("a", 1, 1), ("c", 5, 5)]));
+    assert!(
+        watermark(&mut fin, &l, 0, 1_000).is_empty(),
+        "shard 1 holds it"
+    );
+    let out = watermark(&mut fin, &l, 1, 1_000);
+    let first: Emitted = [((0, 1_000), groups(&[("a", 1, 1), ("c", 5, 5)]))]
+        .into_iter()
+        .collect();
+    assert_eq!(emitted(&out), first);
+    assert_eq!(fin.open_windows(), 1, "kept for the lateness");
+    // Late deltas from both shards, then a watermark of one of them (not moving the global
+    // one): one update per window, the changed keys only, with their full values.
+    fin.merge(&l, partial(&l, 0, 1_000, &[("a", 2, 2)]));
+    fin.merge(&l, partial(&l, 0, 1_000, &[("a", 1, 1), ("b", 1, 1)]));
+    let out = watermark(&mut fin, &l, 0, 1_200);
+    assert!(emitted(&out).is_empty(), "no second first emission");
+    let update: Emitted = [((0, 1_000), groups(&[("a", 4, 4), ("b", 1, 1)]))]
+        .into_iter()
+        .collect();
+    assert_eq!(emitted_as(&out, RowKind::UpdateAfter), update);
+    assert!(
+        watermark(&mut fin, &l, 1, 1_200).is_empty(),
+        "nothing pending"
+    );
+    // Past end + lateness the pane is freed and a partial for it is late.
+    assert!(watermark(&mut fin, &l, 0, 3_000).is_empty());
+    assert!(watermark(&mut fin, &l, 1, 3_000).is_empty());
+    assert_eq!(fin.open_windows(), 0);
+    fin.merge(&l, partial(&l, 0, 1_000, &[("a", 1, 1)]));
+    assert_eq!(fin.late_partial_groups, 1);
+    assert!(watermark(&mut fin, &l, 0, 3_500).is_empty());
+}
+
+#[test]
+fn hop_updates_reach_every_emitted_window_of_the_pane_within_the_lateness() {
+    let l = hop_layout();
+    let mut fin = late_final_stage(&l, 1, 1_500);
+    fin.merge(&l, partial(&l, 0, 1_000, &[("a", 1, 1)]));
+    let out = watermark(&mut fin, &l, 0, 2_500);
+    assert_eq!(emitted(&out).len(), 2, "[-2 s, 1 s) and [-1 s, 2 s)");
+    // Watermark 2.5 s: [-2 s, 1 s) ended 1.5 s ago (no longer updatable), [-1 s, 2 s) is
+    // within the lateness, [0, 3 s) not emitted yet.
+    fin.merge(&l, partial(&l, 0, 1_000, &[("a", 10, 10)]));
+    let out = watermark(&mut fin, &l, 0, 3_000);
+    let updates: Emitted = [((-1_000, 2_000), groups(&[("a", 11, 11)]))]
+        .into_iter()
+        .collect();
+    assert_eq!(emitted_as(&out, RowKind::UpdateAfter), updates);
+    let firsts: Emitted = [((0, 3_000), groups(&[("a", 11, 11)]))]
+        .into_iter()
+        .collect();
+    assert_eq!(emitted(&out), firsts);
+    // The pane's last window ends at 3 s: kept until 4.5 s.
+    assert_eq!(fin.open_windows(), 1);
+    assert!(watermark(&mut fin, &l, 0, 4_500).is_empty());
+    assert_eq!(fin.open_windows(), 0);
+}
+
+#[test]
+fn after_recovery_with_lateness_emitted_windows_come_back_as_updates_never_as_inserts() {
+    let l = layout("t GROUP BY k, TUMBLE(ts, INTERVAL '1' SECOND)");
+    let mut fin = late_final_stage(&l, 1, 5_000);
+    // Restored: pane [0, 1 s) (emitted by the old single shard, whose floor is 1 s, and kept
+    // for the lateness) and pane [1 s, 2 s) (not emitted).
+    fin.merge(&l, partial(&l, 0, 1_000, &[("a", 1, 1)]));
+    fin.merge(&l, partial(&l, 1_000, 1_000, &[("b", 1, 1)]));
+    fin.set_restored_floors(vec![1_000]);
+    // A late delta replayed after the restart.
+    fin.merge(&l, partial(&l, 0, 1_000, &[("a", 1, 1)]));
+    let out = watermark(&mut fin, &l, 0, 2_000);
+    let firsts: Emitted = [((1_000, 2_000), groups(&[("b", 1, 1)]))]
+        .into_iter()
+        .collect();
+    assert_eq!(
+        emitted(&out),
+        firsts,
+        "[0, 1 s) was emitted before the restart"
+    );
+    let updates: Emitted = [((0, 1_000), groups(&[("a", 2, 2)]))].into_iter().collect();
+    assert_eq!(emitted_as(&out, RowKind::UpdateAfter), updates);
+    // Later deltas of both windows are updates.
+    fin.merge(&l, partial(&l, 0, 1_000, &[("a", 1, 1)]));
+    fin.merge(&l, partial(&l, 1_000, 1_000, &[("b", 1, 1)]));
+    let out = watermark(&mut fin, &l, 0, 2_100);
+    assert!(emitted(&out).is_empty());
+    let updates: Emitted = [
+        ((0, 1_000), groups(&[("a", 3, 3)])),
+        ((1_000, 2_000), groups(&[("b", 2, 2)])),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(emitted_as(&out, RowKind::UpdateAfter), updates);
+    // Without lateness the same restore emits nothing for [0, 1 s).
+    let mut fin = final_stage(&l, 1);
+    fin.merge(&l, partial(&l, 0, 1_000, &[("a", 1, 1)]));
+    fin.set_restored_floors(vec![1_000]);
+    assert!(watermark(&mut fin, &l, 0, 2_000).is_empty());
 }

@@ -147,6 +147,14 @@ impl JobReport {
     pub fn late_partial_groups(&self) -> u64 {
         self.sum(|s| s.late_partial_groups)
     }
+    /// Too-late rows written to the late-data sink.
+    pub fn late_rows_out(&self) -> u64 {
+        self.sum(|s| s.late_rows_out)
+    }
+    /// Emitted windows emitted again with late updates ("+U").
+    pub fn windows_updated(&self) -> u64 {
+        self.sum(|s| s.windows_updated)
+    }
     /// Records skipped as bad input, by reason.
     pub fn skipped(&self) -> Vec<(&'static str, u64)> {
         vec![
@@ -195,6 +203,8 @@ pub struct PreparedJob {
     pub checkpoint: Option<CheckpointConfig>,
     /// The dimension table the pipeline joins, if any (its changelog checked).
     pub dimension: Option<Arc<crate::dimension::DimensionSetup>>,
+    /// The second stream of a join of two streams, if any.
+    pub stream_join: Option<Arc<crate::stream_join::JoinInput>>,
 }
 
 /// Picks the program's pipeline, builds and checks its connectors, discovers partitions.
@@ -244,11 +254,21 @@ pub fn prepare(program: &Program, opts: &JobOptions) -> Result<PreparedJob> {
             checkpoint.is_some(),
         )?,
     };
+    let sink = crate::late_sink::attach(program, &pipeline, sink, checkpoint.is_some())?;
     let mut partitions = source.discover()?;
     partitions.sort();
     let dimension = crate::dimension::prepare(program, &pipeline, &opts.kafka_properties)?;
     let idle_ms = connector_registry::idle_timeout_ms(&source_table)?
         .unwrap_or(opts.limits.idle_timeout_ms_default);
+    let stream_join = crate::stream_join::prepare(
+        program,
+        &pipeline,
+        &opts.kafka_properties,
+        shards,
+        opts.limits.record_bytes_max,
+        opts.limits.idle_timeout_ms_default,
+        checkpoint.is_some(),
+    )?;
     Ok(PreparedJob {
         pipeline: Arc::new(pipeline),
         source_table: Arc::new(source_table),
@@ -261,6 +281,7 @@ pub fn prepare(program: &Program, opts: &JobOptions) -> Result<PreparedJob> {
         idle_timeout: Duration::from_millis(idle_ms as u64),
         checkpoint,
         dimension,
+        stream_join,
     })
 }
 
@@ -493,6 +514,7 @@ pub fn run_prepared(job: PreparedJob, opts: &JobOptions) -> Result<JobReport> {
             metrics: shard_metrics[shard].clone(),
             checkpoint: setups[shard].take(),
             dimension: job.dimension.clone(),
+            stream_join: job.stream_join.clone(),
         };
         let placement = if opts.pin_cores {
             Placement::Fixed(job.cores[shard % job.cores.len()])

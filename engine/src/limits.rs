@@ -19,6 +19,9 @@ pub struct Limits {
     /// Open panes of one shard (panes not yet sent; a TUMBLE window is one pane, a HOP or
     /// CUMULATE window is made of slide- or step-long panes).
     pub windows_open_max: usize,
+    /// SESSION windows: sessions held by one shard's owner stage (open sessions, and the
+    /// bounds of fired ones kept one gap long to recognise late data).
+    pub sessions_open_max: usize,
     /// Messages in flight on one core-to-core queue.
     pub exchange_queue_max: usize,
     /// How long a shard sleeps when its source has nothing (microseconds); 0 only yields.
@@ -37,6 +40,7 @@ impl Default for Limits {
             state_bytes_max: 2 << 30,
             state_groups_max: 20_000_000,
             windows_open_max: 100_000,
+            sessions_open_max: 10_000_000,
             exchange_queue_max: 256,
             poll_idle_us: 100,
             idle_timeout_ms_default: 30_000,
@@ -77,6 +81,12 @@ impl Limits {
         check("state_groups_max", self.state_groups_max as u64, 1, 1 << 32)?;
         check("windows_open_max", self.windows_open_max as u64, 1, 1 << 24)?;
         check(
+            "sessions_open_max",
+            self.sessions_open_max as u64,
+            1,
+            1 << 30,
+        )?;
+        check(
             "exchange_queue_max",
             self.exchange_queue_max as u64,
             2,
@@ -90,5 +100,25 @@ impl Limits {
             86_400_000,
         )?;
         Ok(())
+    }
+}
+
+/// Limits of the state of a join of two streams (see `crate::stream_join`), per shard.
+/// Set with `SET 'join.state.rows-max' = 'N'` and `SET 'join.state.bytes-max' = '512 MiB'`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinLimits {
+    /// Rows of both sides a shard holds (waiting for their window to close, or for their
+    /// interval to pass).
+    pub join_state_rows_max: usize,
+    /// Bytes of those rows (Arrow buffers) a shard holds.
+    pub join_state_bytes_max: usize,
+}
+
+impl Default for JoinLimits {
+    fn default() -> Self {
+        JoinLimits {
+            join_state_rows_max: 10_000_000,
+            join_state_bytes_max: 1 << 30,
+        }
     }
 }

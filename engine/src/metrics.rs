@@ -68,6 +68,10 @@ pub struct ShardMetrics {
     pub rows_out: AtomicU64,
     pub windows_out: AtomicU64,
     pub late_events: AtomicU64,
+    /// Too-late events written to the table's `'late.sink'`.
+    pub late_rows_out: AtomicU64,
+    /// Windows emitted again with late updates (row kind "+U").
+    pub windows_updated: AtomicU64,
     /// Skipped records per reason, indexed like [`SKIP_REASONS`].
     pub skipped: [AtomicU64; SKIP_REASONS.len()],
     /// The shard's watermark, epoch ms ([`NO_VALUE`] before the first one).
@@ -92,6 +96,8 @@ impl ShardMetrics {
             rows_out: AtomicU64::new(0),
             windows_out: AtomicU64::new(0),
             late_events: AtomicU64::new(0),
+            late_rows_out: AtomicU64::new(0),
+            windows_updated: AtomicU64::new(0),
             skipped: Default::default(),
             watermark_ms: AtomicI64::new(NO_VALUE),
             windows_open: AtomicU64::new(0),
@@ -234,6 +240,8 @@ impl MetricsPublisher {
         store(&m.bytes_in, r.bytes_in);
         store(&m.rows_out, view.emitter.rows_out);
         store(&m.windows_out, view.emitter.windows_out);
+        store(&m.late_rows_out, view.emitter.late_rows_out());
+        store(&m.windows_updated, view.emitter.windows_updated);
         let d = view.decode;
         let skipped = [
             d.malformed,

@@ -104,7 +104,8 @@ pub enum Expr {
 
 /// Window kinds. Every kind is computed from *panes*: tumbling windows of
 /// [`WindowKind::pane_ms`] that each event updates exactly one of; a window is the union of
-/// the panes it covers (see `window_assigner.rs`). SESSION windows would add a variant here.
+/// the panes it covers (see `window_assigner.rs`). SESSION windows have no panes: they are
+/// computed by `crate::session`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowKind {
     /// Tumbling windows `[start, start + size)` with `start = ts - (ts - offset) mod size`.
@@ -117,6 +118,10 @@ pub enum WindowKind {
     /// and its windows `[cycle, cycle + j * step)` for `j = 1 ..= max_size / step` end every
     /// `step_ms`; `max_size_ms` is a multiple of `step_ms` and the panes are `step_ms` long.
     Cumulate { step_ms: i64, max_size_ms: i64 },
+    /// Session windows: an event at `ts` opens `[ts, ts + gap)`; windows of one key that
+    /// overlap or touch merge (see `crate::session`). No panes: `pane_ms` and `size_ms` are
+    /// the gap.
+    Session { gap_ms: i64 },
 }
 
 impl WindowKind {
@@ -126,6 +131,7 @@ impl WindowKind {
             WindowKind::Tumble { size_ms } => size_ms,
             WindowKind::Hop { slide_ms, .. } => slide_ms,
             WindowKind::Cumulate { step_ms, .. } => step_ms,
+            WindowKind::Session { gap_ms } => gap_ms,
         }
     }
 
@@ -134,6 +140,7 @@ impl WindowKind {
         match *self {
             WindowKind::Tumble { size_ms } | WindowKind::Hop { size_ms, .. } => size_ms,
             WindowKind::Cumulate { max_size_ms, .. } => max_size_ms,
+            WindowKind::Session { gap_ms } => gap_ms,
         }
     }
 
@@ -143,6 +150,15 @@ impl WindowKind {
             WindowKind::Tumble { .. } => "TUMBLE",
             WindowKind::Hop { .. } => "HOP",
             WindowKind::Cumulate { .. } => "CUMULATE",
+            WindowKind::Session { .. } => "SESSION",
+        }
+    }
+
+    /// The gap of a SESSION window; None for the pane-based kinds.
+    pub fn session_gap_ms(&self) -> Option<i64> {
+        match *self {
+            WindowKind::Session { gap_ms } => Some(gap_ms),
+            _ => None,
         }
     }
 }
@@ -154,7 +170,7 @@ pub struct WindowSpec {
     /// table's WATERMARK is declared on.
     pub time_column: usize,
     /// Shift of the window grid, normalised by the planner to `[0, size)` for TUMBLE,
-    /// `[0, slide)` for HOP and `[0, max_size)` for CUMULATE.
+    /// `[0, slide)` for HOP and `[0, max_size)` for CUMULATE; 0 for SESSION.
     pub offset_ms: i64,
 }
 
@@ -189,6 +205,9 @@ pub enum AggFunc {
     /// APPROX_COUNT_DISTINCT(arg): HyperLogLog with 4096 registers (standard error about
     /// 1.6 %).
     ApproxCountDistinct,
+    /// The per-window top-N of [`Aggregation::top_n`] (no argument): the best rows of the
+    /// group's window, exploded into 0..n output rows when the window is emitted.
+    TopN,
 }
 
 impl AggFunc {
@@ -207,6 +226,7 @@ impl AggFunc {
             AggFunc::VarPop => "VAR_POP",
             AggFunc::VarSamp => "VAR_SAMP",
             AggFunc::ApproxCountDistinct => "APPROX_COUNT_DISTINCT",
+            AggFunc::TopN => "ROW_NUMBER",
         }
     }
 
@@ -241,6 +261,57 @@ pub struct Aggregation {
     pub agg_names: Vec<String>,
     /// HAVING, over the aggregation output schema.
     pub having: Option<Expr>,
+    /// A per-window top-N (subqueries with `ROW_NUMBER() OVER (PARTITION BY window_start,
+    /// window_end ORDER BY ...)`, or a per-window MAX joined back): `aggregates` is then one
+    /// [`AggFunc::TopN`] call, and each group's result is 0..n rows (see [`TopN`]).
+    pub top_n: Option<Box<TopN>>,
+}
+
+/// What a per-window top-N ranks (see [`TopN`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TopNInput {
+    /// The window's rows: one expression per kept column, over the filtered source schema.
+    Rows(Vec<Expr>),
+    /// The groups of an inner aggregation over the same window (its group keys, aggregates
+    /// and HAVING over its own output schema); the kept columns are its group keys, then its
+    /// aggregates.
+    Groups(Box<Aggregation>),
+}
+
+/// A per-window top-N: per group (window and the group keys of the outer aggregation) the
+/// rows of [`TopNInput`] ordered by `order`, ties broken by every kept column ascending (so
+/// the result depends neither on arrival order nor on shards), of which the first
+/// `rows_max` are kept; with `with_ties`, also every later row whose sort keys equal the
+/// last kept row's (RANK semantics: the "MAX per window joined back" pattern).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopN {
+    pub input: TopNInput,
+    /// Names of the kept columns.
+    pub column_names: Vec<String>,
+    /// Sort keys: (index of a kept column, descending). Ascending puts NULLs first,
+    /// descending last (as Flink).
+    pub order: Vec<(usize, bool)>,
+    /// N of `ROW_NUMBER() ... <= N` (1 for the MAX pattern).
+    pub rows_max: usize,
+    pub with_ties: bool,
+    /// The name of a BIGINT row number column (1, 2, ...) after the kept columns, if the
+    /// query selects it.
+    pub row_number_name: Option<String>,
+}
+
+impl TopN {
+    /// The types of the kept columns.
+    pub fn column_types(&self) -> Vec<DataType> {
+        match &self.input {
+            TopNInput::Rows(exprs) => exprs.iter().map(Expr::data_type).collect(),
+            TopNInput::Groups(inner) => inner
+                .group_keys
+                .iter()
+                .map(Expr::data_type)
+                .chain(inner.aggregates.iter().map(|a| a.output_type.clone()))
+                .collect(),
+        }
+    }
 }
 
 impl Aggregation {
@@ -254,6 +325,15 @@ impl Aggregation {
             let ts = DataType::Timestamp(TimeUnit::Millisecond, None);
             fields.push(Field::new("window_start", ts.clone(), false));
             fields.push(Field::new("window_end", ts, false));
+        }
+        if let Some(top_n) = &self.top_n {
+            for (name, t) in top_n.column_names.iter().zip(top_n.column_types()) {
+                fields.push(Field::new(name, t, true));
+            }
+            if let Some(name) = &top_n.row_number_name {
+                fields.push(Field::new(name, DataType::Int64, false));
+            }
+            return Arc::new(Schema::new(fields));
         }
         for (a, name) in self.aggregates.iter().zip(&self.agg_names) {
             let nullable = !a.func.is_count();
@@ -309,8 +389,142 @@ pub struct Pipeline {
     pub projection: Vec<Expr>,
     /// The sink table's schema; the projection's output has exactly these types.
     pub output_schema: SchemaRef,
+    /// Allowed lateness and the late-data sink, from the source table's options.
+    pub late: LatePlan,
+    /// A join with a second stream (window or interval join, see [`StreamJoin`]). With it,
+    /// `source` is the left table and "the source schema" is the joined schema: the left
+    /// side's columns, then the right side's.
+    pub stream_join: Option<StreamJoin>,
     /// Where the INSERT (or SELECT) starts.
     pub pos: Pos,
+}
+
+/// What happens to late events: from the source table's options `'allowed-lateness'` and
+/// `'late.sink'`. An event whose last window ended at or before `watermark -
+/// allowed_lateness_ms` is too late: counted, and written to `late_sink` when set.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LatePlan {
+    /// Events this much behind the watermark still update their windows (which are then
+    /// emitted again as updates, row kind "+U"). 0: a fired window is final.
+    pub allowed_lateness_ms: i64,
+    /// The table (a key of `Program::tables`) too-late source rows are written to.
+    pub late_sink: Option<String>,
+    /// For each column of the late table, its index in the source schema (same name and
+    /// type; the planner checks it). Empty without a late sink.
+    pub late_columns: Vec<usize>,
+    /// The sink column the engine fills with the row kind ("+I", "+U", "-D"; see
+    /// `crate::row_kind`): a `row_kind STRING` column the SELECT does not produce. Its
+    /// projection is a placeholder literal.
+    pub row_kind_column: Option<usize>,
+}
+
+/// Which input of a [`StreamJoin`] a row comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JoinSide {
+    Left,
+    Right,
+}
+
+impl JoinSide {
+    /// 0 for the left side, 1 for the right.
+    pub fn index(self) -> usize {
+        match self {
+            JoinSide::Left => 0,
+            JoinSide::Right => 1,
+        }
+    }
+
+    /// The other side.
+    pub fn other(self) -> JoinSide {
+        match self {
+            JoinSide::Left => JoinSide::Right,
+            JoinSide::Right => JoinSide::Left,
+        }
+    }
+}
+
+/// How the two streams of a [`StreamJoin`] meet (INNER joins only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamJoinKind {
+    /// Rows of both sides with equal keys in the same window (both sides use the same
+    /// window table function); a window's matches are emitted once the watermark passes its
+    /// end, and its rows are then freed. Each side's `time_column` is its `window_end`.
+    Window,
+    /// `left.time - right.time` within `[lower_ms, upper_ms]` (from `l.ts BETWEEN r.ts -
+    /// INTERVAL .. AND r.ts + INTERVAL ..`); matches are emitted as soon as both rows are
+    /// there, and a row is freed once the watermark says no partner can still come. Each
+    /// side's `time_column` is its event-time (WATERMARK) column. A missing bound is
+    /// `i64::MIN` / `i64::MAX`: the rows it would free are kept (a regular join without
+    /// time condition keeps every row, bounded by the join state limits).
+    Interval { lower_ms: i64, upper_ms: i64 },
+    /// `left.time + from_ms <= right.time <= left[until_column]` (Nexmark q9's `B.dateTime
+    /// BETWEEN A.dateTime AND A.expires`): a left row's partners arrive until its own
+    /// column's time. Only with [`StreamJoin::top`]: a left row's best partners are
+    /// emitted once the watermark passes its `until_column`, and it is then freed; a right
+    /// row is freed once `time < watermark + from_ms`. `until_column` is a TIMESTAMP
+    /// column of the left side's output.
+    IntervalUntil { from_ms: i64, until_column: usize },
+}
+
+/// The best `rank_max` right rows per left row of a [`StreamJoin`] (`ROW_NUMBER() OVER
+/// (PARTITION BY <left key> ORDER BY <right columns>) AS rn ... WHERE rn <= N`). The joined
+/// schema then ends with the row number (BIGINT, 1 = best).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinTopN {
+    /// N: right rows kept (and emitted) per left row.
+    pub rank_max: usize,
+    /// ORDER BY: (column of the right side's output, descending). Equal rows are ordered
+    /// by all their right columns, ascending, so the choice does not depend on arrival.
+    pub order: Vec<(usize, bool)>,
+}
+
+/// One input of a [`StreamJoin`]: a source table, optionally windowed, filtered and
+/// projected (a subquery in FROM), and the join key over its output.
+///
+/// The side's *input schema* is the table's columns, then `window_start` and `window_end`
+/// (TIMESTAMP(3)) when `window` is set; its *output schema* is `projection`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamJoinSide {
+    /// The source table's name (a key of `Program::tables`).
+    pub table: String,
+    /// The alias the query gives this side (or the table's name).
+    pub qualifier: String,
+    /// The window table function of this side (window joins).
+    pub window: Option<WindowSpec>,
+    /// WHERE of the side's subquery, over the side's input schema.
+    pub filter: Option<Expr>,
+    /// The side's output columns, over its input schema.
+    pub projection: Vec<Expr>,
+    pub output_names: Vec<String>,
+    /// `GROUP BY` every output column without aggregates (a per-window DISTINCT): each
+    /// distinct output row joins once per window.
+    pub distinct: bool,
+    /// The join key, over the side's output schema; both sides' keys have the same types.
+    pub keys: Vec<Expr>,
+    /// Index in the output schema of the row's time: `window_end` for window joins, the
+    /// event time for interval joins.
+    pub time_column: usize,
+}
+
+/// A join of two streams (see `crate::stream_join`): rows of each side are sent to the
+/// shard that owns their key, which keeps both sides' rows until the watermark frees them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamJoin {
+    pub left: StreamJoinSide,
+    pub right: StreamJoinSide,
+    pub kind: StreamJoinKind,
+    /// Top-N right rows per left row (the joined rows are then emitted only when final).
+    pub top: Option<JoinTopN>,
+}
+
+impl StreamJoin {
+    /// The given side.
+    pub fn side(&self, side: JoinSide) -> &StreamJoinSide {
+        match side {
+            JoinSide::Left => &self.left,
+            JoinSide::Right => &self.right,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -125,6 +125,7 @@ struct LimitsFile {
     state_bytes_max: Option<usize>,
     state_groups_max: Option<usize>,
     windows_open_max: Option<usize>,
+    sessions_open_max: Option<usize>,
     exchange_queue_max: Option<usize>,
     poll_idle_us: Option<u64>,
     idle_timeout_ms_default: Option<i64>,
@@ -149,6 +150,7 @@ impl LimitsFile {
             state_bytes_max: self.state_bytes_max.unwrap_or(d.state_bytes_max),
             state_groups_max: self.state_groups_max.unwrap_or(d.state_groups_max),
             windows_open_max: self.windows_open_max.unwrap_or(d.windows_open_max),
+            sessions_open_max: self.sessions_open_max.unwrap_or(d.sessions_open_max),
             exchange_queue_max: self.exchange_queue_max.unwrap_or(d.exchange_queue_max),
             poll_idle_us: self.poll_idle_us.unwrap_or(d.poll_idle_us),
             idle_timeout_ms_default: idle,
@@ -382,6 +384,7 @@ mod tests {
             state_bytes_max: 2 << 20,
             state_groups_max: 9,
             windows_open_max: 10,
+            sessions_open_max: Limits::default().sessions_open_max,
             exchange_queue_max: 11,
             poll_idle_us: 12,
             idle_timeout_ms_default: 14,
@@ -549,6 +552,19 @@ mod tests {
             "server shards own their cores"
         );
         assert!(err("pin = 1\n").contains("expected a boolean"));
+    }
+
+    #[test]
+    fn latency_profile_loads_with_fractional_linger() {
+        let p = Profile::load(shipped("latency-2core.toml")).unwrap();
+        assert!(!p.pin, "2-core shards share their cores with librdkafka");
+        assert_eq!(
+            p.kafka.get("fetch.wait.max.ms").map(String::as_str),
+            Some("0")
+        );
+        assert_eq!(p.kafka.get("linger.ms").map(String::as_str), Some("0.2"));
+        assert!(p.limits.poll_idle_us < Limits::default().poll_idle_us);
+        assert!(p.limits.batch_rows_max < Limits::default().batch_rows_max);
     }
 
     #[test]

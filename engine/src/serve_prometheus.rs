@@ -59,6 +59,18 @@ const SHARD_METRICS: &[(&str, &str, &str, ShardValue)] = &[
         |m| load_u(&m.late_events),
     ),
     (
+        "spillway_late_rows_out_total",
+        "counter",
+        "Too-late events written to the table's late-data sink ('late.sink').",
+        |m| load_u(&m.late_rows_out),
+    ),
+    (
+        "spillway_windows_updated_total",
+        "counter",
+        "Windows emitted again with late updates (row kind +U, 'allowed-lateness').",
+        |m| load_u(&m.windows_updated),
+    ),
+    (
         "spillway_watermark_ms",
         "gauge",
         "Event-time watermark of the shard, epoch milliseconds.",

@@ -24,6 +24,7 @@ use crate::error::Result;
 use crate::exchange::{split_by_owner, ExchangeMsg};
 use crate::exchange_link::Links;
 use crate::expr::{evaluate_predicate, filter_batch};
+use crate::late_sink::LateSink;
 use crate::limits::Limits;
 use crate::metrics::{MetricsPublisher, ShardMetrics, ShardView};
 use crate::output_stage::OutputStage;
@@ -57,6 +58,8 @@ pub struct ShardContext {
     pub checkpoint: Option<ShardCheckpointSetup>,
     /// The dimension table the pipeline joins (each shard reads its own copy).
     pub dimension: Option<Arc<DimensionSetup>>,
+    /// The second stream of a join of two streams (`crate::stream_join`).
+    pub stream_join: Option<Arc<crate::stream_join::JoinInput>>,
 }
 
 /// What a shard did.
@@ -74,6 +77,10 @@ pub struct ShardReport {
     pub skipped_empty: u64,
     pub rows_filtered_out: u64,
     pub late_events: u64,
+    /// Too-late rows written to the late-data sink (`'late.sink'`).
+    pub late_rows_out: u64,
+    /// Emitted windows emitted again with late updates (row kind "+U").
+    pub windows_updated: u64,
     pub late_partial_groups: u64,
     pub rows_out: u64,
     pub windows_out: u64,
@@ -158,9 +165,12 @@ async fn fire_all(
     emitter: &Rc<RefCell<Emitter>>,
     fired: &mut Vec<FiredWindow>,
 ) -> Result<()> {
-    if let (Some(op), Some(l)) = (window_op, layout) {
-        op.fire(WATERMARK_MAX, fired);
-        route_fired(shard, shards, l, links, emitter, fired).await?;
+    if let Some(l) = layout {
+        // SESSION windows have no window operator: their owners fire on this watermark.
+        if let Some(op) = window_op {
+            op.fire(WATERMARK_MAX, fired);
+            route_fired(shard, shards, l, links, emitter, fired).await?;
+        }
         let fin = ShardWatermark {
             watermark: WATERMARK_MAX,
             idle: false,
@@ -198,6 +208,9 @@ async fn route_fired(
 }
 
 async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
+    if let Some(input) = ctx.stream_join.clone() {
+        return crate::stream_join::run_join_shard(ctx, input).await;
+    }
     let started = Instant::now();
     let shard = ctx.shard;
     let pipeline = ctx.pipeline.clone();
@@ -213,6 +226,10 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
         .source
         .open(shard, ctx.partitions.clone(), ctx.resume.clone())?;
     let sink = ctx.sink.open(shard)?;
+    let late_sink = match (ctx.sink.open_late(shard)?, &pipeline.late.late_sink) {
+        (Some(s), Some(table)) => Some(LateSink::new(table, pipeline.late.late_columns.clone(), s)),
+        _ => None,
+    };
     // The dimension copy catches up with its changelog before any event is read (and before
     // the partitions' idle clocks start).
     let mut dimension = match &ctx.dimension {
@@ -237,13 +254,12 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
         having,
         pipeline.projection.clone(),
         pipeline.output_schema.clone(),
-    );
-    let emitter = Rc::new(RefCell::new(Emitter::new(
-        ctx.shards,
-        layout.clone(),
-        output,
-        sink,
-    )));
+    )
+    .with_row_kind_column(pipeline.late.row_kind_column);
+    let emitter = Rc::new(RefCell::new(
+        Emitter::new(ctx.shards, layout.clone(), output, sink)
+            .with_lateness(pipeline.late.allowed_lateness_ms, late_sink),
+    ));
     let wm_spec = ctx.source_table.watermark;
     let time_column = wm_spec.map(|w| w.column);
     let mut decoder = JsonDecoder::new(ctx.source_table.schema(), time_column);
@@ -253,17 +269,50 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
         ctx.idle_timeout,
         Instant::now(),
     );
+    // Windows over a processing-time column run on the wall clock (`crate::proctime`).
+    crate::proctime::check_pipeline(&pipeline, &ctx.source_table)?;
+    if crate::proctime::windows_on_proctime(&pipeline, &ctx.source_table) {
+        tracker = WatermarkTracker::processing_time(n_parts, Instant::now());
+    }
+    let sessions = crate::session::is_session(&pipeline);
     let mut window_op = match &layout {
-        Some(l) => Some(WindowOperator::new(l.clone(), limits.clone())?),
-        None => None,
+        Some(l) if !sessions => {
+            let mut op = WindowOperator::new(l.clone(), limits.clone())?;
+            op.set_lateness(
+                pipeline.late.allowed_lateness_ms,
+                pipeline.late.late_sink.is_some(),
+            );
+            Some(op)
+        }
+        _ => None,
     };
+    let mut session_op = match &layout {
+        Some(l) if sessions => {
+            crate::session::check_pipeline(&pipeline, ctx.checkpoint.is_some())?;
+            let mut stage =
+                crate::session::SessionStage::new(ctx.shards, l.clone(), limits.sessions_open_max)?;
+            stage.set_allowed_lateness(pipeline.late.allowed_lateness_ms);
+            emitter.borrow_mut().set_sessions(stage);
+            let mut op = crate::session::MiniSessions::new(l.clone())?;
+            op.set_allowed_lateness(pipeline.late.allowed_lateness_ms);
+            Some(op)
+        }
+        _ => None,
+    };
+    let mut session_parts = Vec::new();
     let mut checkpointer = match &ctx.checkpoint {
         Some(setup) => {
             let cp = ShardCheckpointer::start(shard, ctx.shards, setup)?;
             for (i, &ts) in setup.ts_max.iter().enumerate() {
                 tracker.restore_ts_max(i, ts);
             }
+            // The late check of the first batch after a restart starts from the restored
+            // clocks, not from no watermark at all.
+            tracker.advance(Instant::now());
             let mut em = emitter.borrow_mut();
+            if let Some(stage) = em.sessions_mut() {
+                stage.restore(&setup.restored)?;
+            }
             if let Some((l, fin)) = em.final_stage_mut() {
                 let l = l.clone();
                 for p in setup.restored.iter().cloned() {
@@ -294,6 +343,8 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
         skipped_empty: 0,
         rows_filtered_out: 0,
         late_events: 0,
+        late_rows_out: 0,
+        windows_updated: 0,
         late_partial_groups: 0,
         rows_out: 0,
         windows_out: 0,
@@ -340,10 +391,14 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
             }
             // Quiescent: reads no more input, and after the end of a bounded input every
             // window has been emitted (so the final checkpoint covers all results).
+            // A shard whose input ended while another was stopped would wait for a global
+            // +infinity that never comes: the stop makes it quiescent too (its results so far
+            // and its state are in the final checkpoint; a restart finds its input done).
             if !quiescent
                 && !reading
                 && (!ended
                     || layout.is_none()
+                    || ctx.stop.load(Ordering::Acquire)
                     || emitter.borrow().global_watermark() == WATERMARK_MAX)
             {
                 cp.set_quiescent();
@@ -396,6 +451,24 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
                 Some(op) => {
                     let late_wm = tracker.current().max(emitter.borrow().global_watermark());
                     op.process(&batch, late_wm)?;
+                    if !op.late_rows.is_empty() {
+                        emitter.borrow_mut().write_late(&batch, &op.late_rows)?;
+                    }
+                }
+                None if session_op.is_some() => {
+                    if let Some(op) = &mut session_op {
+                        let late_wm = tracker.current().max(emitter.borrow().global_watermark());
+                        crate::session::session_route::route_batch(
+                            shard,
+                            op,
+                            &batch,
+                            late_wm,
+                            &mut links,
+                            &emitter,
+                            &mut session_parts,
+                        )
+                        .await?;
+                    }
                 }
                 None => emitter.borrow_mut().write(&batch)?,
             }
@@ -408,6 +481,12 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
                 let fire_at = wm.watermark.max(emitter.borrow().global_watermark());
                 op.fire(fire_at, &mut fired);
                 route_fired(shard, ctx.shards, l, &mut links, &emitter, &mut fired).await?;
+                broadcast_watermark(shard, &mut links, &emitter, wm, now).await?;
+                last_wm = Some(wm);
+            }
+        } else if session_op.is_some() {
+            let wm = tracker.advance(now);
+            if last_wm != Some(wm) {
                 broadcast_watermark(shard, &mut links, &emitter, wm, now).await?;
                 last_wm = Some(wm);
             }
@@ -472,9 +551,14 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
     if let Some(op) = &window_op {
         report.late_events = op.stats.late_events;
     }
+    if let Some(op) = &session_op {
+        report.late_events = op.stats.late_events;
+    }
     report.late_partial_groups = em.late_partial_groups();
     report.rows_out = em.rows_out;
     report.windows_out = em.windows_out;
+    report.windows_updated = em.windows_updated;
+    report.late_rows_out = em.late_rows_out();
     report.sink_ns = em.sink_ns;
     report.latency_us = em.latency_us.clone();
     report.decode = decoder.stats().clone();

@@ -32,6 +32,20 @@ pub fn summarize(report: &JobReport) -> String {
     );
     let late = report.late_events();
     let _ = write!(s, "late events:    {late} (dropped, counted)");
+    if report.late_rows_out() > 0 {
+        let _ = write!(
+            s,
+            "; {} written to the late-data sink",
+            report.late_rows_out()
+        );
+    }
+    if report.windows_updated() > 0 {
+        let _ = write!(
+            s,
+            "; {} windows emitted again with late updates (+U)",
+            report.windows_updated()
+        );
+    }
     if report.late_partial_groups() > 0 {
         let _ = write!(
             s,

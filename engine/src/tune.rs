@@ -449,6 +449,7 @@ pub fn profile_text(facts: &HostFacts) -> String {
     line(format!("state_bytes_max = {state_bytes}"));
     line(format!("state_groups_max = {groups}"));
     line(format!("windows_open_max = {}", d.windows_open_max));
+    line(format!("sessions_open_max = {}", d.sessions_open_max));
     line(format!("exchange_queue_max = {}", d.exchange_queue_max));
     let poll_idle_us = if shard_cores.len() == n {
         line("# shards share their cores with librdkafka: sleep a little longer when idle.".into());

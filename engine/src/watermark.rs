@@ -1,5 +1,10 @@
 //! Event-time watermarks: per partition `max(ts) - bound`, per shard the minimum over its
 //! partitions that are neither idle nor finished. Monotone: never moves back.
+//!
+//! For windows over a processing-time column (`crate::proctime`) the tracker is built with
+//! [`WatermarkTracker::processing_time`]: the watermark is then the wall clock (in steps of
+//! `PROCTIME_WATERMARK_STEP_MS`), advancing with no input at all, and +infinity once every
+//! partition finished.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +29,8 @@ pub struct WatermarkTracker {
     partitions: Vec<PartitionClock>,
     /// The shard watermark last returned; never decreases.
     current: i64,
+    /// The watermark is the wall clock (processing-time windows), not the event times.
+    processing_time: bool,
 }
 
 /// The state of a shard's watermark after an update.
@@ -53,7 +60,17 @@ impl WatermarkTracker {
             } else {
                 WATERMARK_MIN
             },
+            processing_time: false,
         }
+    }
+
+    /// A tracker whose watermark is the wall clock (`crate::proctime::wall_ms_at`), for
+    /// windows over a processing-time column: never idle, +infinity once every partition
+    /// finished. Event times observed are kept (checkpoints) but do not move it.
+    pub fn processing_time(partitions: usize, now: Instant) -> Self {
+        let mut tracker = WatermarkTracker::new(partitions, 0, Duration::MAX, now);
+        tracker.processing_time = true;
+        tracker
     }
 
     /// Records an event time seen on `partition`.
@@ -105,6 +122,9 @@ impl WatermarkTracker {
     /// every unfinished partition is idle, the watermark stays where it is and the shard is
     /// reported idle.
     pub fn advance(&mut self, now: Instant) -> ShardWatermark {
+        if self.processing_time {
+            return self.advance_processing_time(now);
+        }
         let mut min = WATERMARK_MAX;
         let mut active = false;
         let mut idle_any = false;
@@ -126,6 +146,23 @@ impl WatermarkTracker {
         ShardWatermark {
             watermark: self.current,
             idle,
+        }
+    }
+
+    /// [`Self::advance`] of a processing-time tracker.
+    fn advance_processing_time(&mut self, now: Instant) -> ShardWatermark {
+        let step = crate::proctime::PROCTIME_WATERMARK_STEP_MS;
+        let clock = if self.partitions.iter().all(|p| p.finished) {
+            WATERMARK_MAX
+        } else {
+            crate::proctime::wall_ms_at(now).div_euclid(step) * step
+        };
+        if clock > self.current {
+            self.current = clock;
+        }
+        ShardWatermark {
+            watermark: self.current,
+            idle: false,
         }
     }
 }
@@ -202,7 +239,56 @@ mod tests {
         );
     }
 
+    #[test]
+    fn processing_time_follows_the_wall_clock_without_input() {
+        let step = crate::proctime::PROCTIME_WATERMARK_STEP_MS;
+        let t0 = Instant::now();
+        let mut w = WatermarkTracker::processing_time(2, t0);
+        let first = w.advance(t0);
+        assert!(!first.idle);
+        assert_eq!(first.watermark % step, 0);
+        let wall = crate::proctime::wall_ms_at(t0);
+        assert!(first.watermark <= wall && wall - first.watermark < step);
+        // No event at all, yet the clock moves: windows fire on an idle shard.
+        let later = t0 + Duration::from_millis(1_000);
+        assert_eq!(w.advance(later).watermark, first.watermark + 1_000);
+        // Event times do not move it, nor an earlier instant move it back.
+        w.observe(0, i64::MAX - 1, later);
+        assert_eq!(w.advance(t0).watermark, first.watermark + 1_000);
+        // Every partition finished: +infinity, as for event time.
+        w.finish(0);
+        assert_eq!(w.advance(later).watermark, first.watermark + 1_000);
+        w.finish(1);
+        assert_eq!(w.advance(later).watermark, WATERMARK_MAX);
+        assert_eq!(
+            WatermarkTracker::processing_time(0, t0)
+                .advance(t0)
+                .watermark,
+            WATERMARK_MAX
+        );
+    }
+
     proptest! {
+        /// A processing-time watermark is monotone, on the step grid, and never ahead of the
+        /// wall clock.
+        #[test]
+        fn processing_time_is_monotone_and_behind_the_clock(
+            steps in proptest::collection::vec(0u64..5_000, 1..100),
+        ) {
+            let t0 = Instant::now();
+            let mut w = WatermarkTracker::processing_time(1, t0);
+            let mut clock = t0;
+            let mut prev = WATERMARK_MIN;
+            for dt in steps {
+                clock += Duration::from_millis(dt);
+                let s = w.advance(clock);
+                prop_assert!(s.watermark >= prev);
+                prop_assert!(s.watermark <= crate::proctime::wall_ms_at(clock));
+                prop_assert_eq!(s.watermark % crate::proctime::PROCTIME_WATERMARK_STEP_MS, 0);
+                prev = s.watermark;
+            }
+        }
+
         #[test]
         fn watermark_is_monotone_and_never_passes_a_live_partition(
             events in proptest::collection::vec((0usize..3, -1_000i64..1_000_000, 0u64..50), 1..200),

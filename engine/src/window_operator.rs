@@ -7,7 +7,9 @@
 //! `windows_open_max` bounds the panes open on one shard.
 //!
 //! Invariant: an event is counted late and dropped, updating nothing, when the last window
-//! holding it ends at or before the late watermark (for TUMBLE: its window's end). Otherwise it
+//! holding it ends, plus the allowed lateness (`lateness.rs`), at or before the late watermark
+//! (for TUMBLE: its window's end). Such rows are listed in `late_rows` when the query has a
+//! late-data sink. Otherwise it
 //! updates its pane, which is created if needed, even one that already fired here (HOP and
 //! CUMULATE: windows of the pane that have not fired yet still need the event); a pane is
 //! dropped (its arena freed) exactly when it fires.
@@ -23,6 +25,7 @@ use crate::accumulator::Accumulator;
 use crate::checkpoint::chunk_codec::{save_all_pending, save_chunk, KIND_LOCAL};
 use crate::error::{EngineError, Result};
 use crate::group_table::GroupTable;
+use crate::lateness::too_late;
 use crate::limits::Limits;
 use crate::plan::Aggregation;
 use crate::window_assigner::WindowAssigner;
@@ -57,11 +60,7 @@ pub struct AggregateLayout {
 
 impl AggregateLayout {
     pub fn new(aggregation: &Aggregation) -> Result<Self> {
-        let accumulators = aggregation
-            .aggregates
-            .iter()
-            .map(Accumulator::new)
-            .collect::<Result<Vec<_>>>()?;
+        let accumulators = Accumulator::for_aggregation(aggregation)?;
         let converter = if aggregation.group_keys.is_empty() {
             None
         } else {
@@ -106,6 +105,10 @@ impl AggregateLayout {
             let rows = (0..n as u32).map(|g| parser.parse(groups.key(g)));
             columns.extend(conv.convert_rows(rows)?);
         }
+        if let Some(top_n) = self.accumulators.first().and_then(|a| a.top_n.as_ref()) {
+            // A per-window top-N: each group becomes 0..n rows.
+            return top_n.explode(&self.output_schema, columns, start, end, groups);
+        }
         if self.aggregation.window.is_some() {
             columns.push(Arc::new(TimestampMillisecondArray::from_value(start, n)));
             columns.push(Arc::new(TimestampMillisecondArray::from_value(end, n)));
@@ -144,6 +147,12 @@ pub struct WindowOperator {
     bytes_total: usize,
     limits: Limits,
     pub stats: WindowStats,
+    /// The source table's allowed lateness.
+    allowed_lateness_ms: i64,
+    /// Whether too-late rows are listed in `late_rows` (the query has a late-data sink).
+    collect_late_rows: bool,
+    /// The rows of the last batch given to `process` that were too late (when collected).
+    pub late_rows: Vec<u32>,
     /// Panes fired since the last checkpoint that had chunks in the state store.
     removed: Vec<(i64, i64, u32)>,
     /// Chunks of the snapshot in progress serialized before a change or a firing (key,
@@ -172,6 +181,9 @@ impl WindowOperator {
             bytes_total: 0,
             limits,
             stats: WindowStats::default(),
+            allowed_lateness_ms: 0,
+            collect_late_rows: false,
+            late_rows: Vec::new(),
             removed: Vec::new(),
             saved: Vec::new(),
             rows,
@@ -179,6 +191,17 @@ impl WindowOperator {
             buckets: Vec::new(),
             groups: Vec::new(),
         })
+    }
+
+    /// Keeps accepting events `allowed_lateness_ms` behind the late watermark (see
+    /// `lateness.rs`); with `collect_late_rows`, too-late rows are listed in `late_rows`.
+    pub fn set_lateness(&mut self, allowed_lateness_ms: i64, collect_late_rows: bool) {
+        assert!(
+            allowed_lateness_ms >= 0,
+            "the planner refuses a negative lateness"
+        );
+        self.allowed_lateness_ms = allowed_lateness_ms;
+        self.collect_late_rows = collect_late_rows;
     }
 
     /// Open panes (for TUMBLE, windows).
@@ -195,8 +218,10 @@ impl WindowOperator {
     }
 
     /// Adds the rows of `batch` (the filtered source schema) to their panes. Rows whose last
-    /// window ended at or before `late_watermark` are counted late and dropped.
+    /// window ended, plus the allowed lateness, at or before `late_watermark` are counted late
+    /// and dropped (and listed in `late_rows` when collected).
     pub fn process(&mut self, batch: &RecordBatch, late_watermark: i64) -> Result<()> {
+        self.late_rows.clear();
         let n = batch.num_rows();
         if n == 0 {
             return Ok(());
@@ -231,10 +256,7 @@ impl WindowOperator {
             .aggregates
             .iter()
             .zip(&layout.accumulators)
-            .map(|(a, acc)| {
-                let v = a.arg.as_ref().map(|e| e.evaluate(batch)).transpose()?;
-                acc.prepare(v.as_ref(), ts_col)
-            })
+            .map(|(a, acc)| acc.prepare_batch(a, batch, ts_col))
             .collect::<Result<Vec<_>>>()?;
 
         // Bucket the rows by pane (a batch usually spans one to three panes).
@@ -244,8 +266,12 @@ impl WindowOperator {
         let mut last = usize::MAX;
         for (i, &t) in ts.iter().enumerate() {
             let start = self.assigner.pane_start(t);
-            if self.assigner.last_window_end(start) <= late_watermark {
+            let last_end = self.assigner.last_window_end(start);
+            if too_late(last_end, late_watermark, self.allowed_lateness_ms) {
                 self.stats.late_events += 1;
+                if self.collect_late_rows {
+                    self.late_rows.push(i as u32);
+                }
                 continue;
             }
             if last == usize::MAX || self.buckets[last].0 != start {
@@ -479,6 +505,36 @@ mod tests {
         op.process(&batch(&schema, &[("a", 1, 999)]), 3_000)
             .expect("process");
         assert_eq!(op.stats.late_events, 2);
+        assert_eq!(op.open_windows(), 0);
+    }
+
+    #[test]
+    fn within_the_lateness_fired_panes_reopen_and_too_late_rows_are_listed() {
+        let (mut op, schema) = hop_operator();
+        op.set_lateness(2_000, true);
+        let mut fired = Vec::new();
+        op.process(&batch(&schema, &[("a", 1, 500)]), i64::MIN)
+            .expect("process");
+        op.fire(3_000, &mut fired);
+        assert_eq!(summary(&fired), vec![(0, 1_000, 1, 1)]);
+        fired.clear();
+        // Watermark 4.5 s: pane [0, 1 s)'s last window [0, 3 s) ended 1.5 s ago, within the
+        // 2 s lateness; pane [-1 s, 0) (last window ends at 2 s) is 2.5 s behind: too late.
+        let b = batch(&schema, &[("a", 10, 700), ("b", 20, -1), ("c", 5, 999)]);
+        op.process(&b, 4_500).expect("process");
+        assert_eq!(op.stats.late_events, 1);
+        assert_eq!(op.late_rows, vec![1], "row 1 of the batch");
+        op.fire(4_500, &mut fired);
+        assert_eq!(
+            summary(&fired),
+            vec![(0, 1_000, 2, 2)],
+            "the reopened pane holds only the late delta"
+        );
+        // At 5 s the pane's last window is 2 s behind: too late now.
+        op.process(&batch(&schema, &[("a", 1, 999)]), 5_000)
+            .expect("process");
+        assert_eq!(op.stats.late_events, 2);
+        assert_eq!(op.late_rows, vec![0]);
         assert_eq!(op.open_windows(), 0);
     }
 

@@ -14,10 +14,13 @@
 mod distinct_set;
 mod first_last;
 mod hyperloglog;
+mod inner_groups;
 mod moments;
 mod side_state;
 #[cfg(test)]
 mod tests;
+mod top_n;
+mod top_rows;
 
 use std::sync::Arc;
 
@@ -29,13 +32,16 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Fields, Float64Type, Int64Type, TimestampMillisecondType};
 
 use crate::error::{EngineError, Result};
-use crate::plan::{AggCall, AggFunc};
+use crate::plan::{AggCall, AggFunc, Aggregation};
 
 pub use distinct_set::{canonical_float_bits, DistinctSet};
 pub use first_last::{Candidate, Timed, ValueKind};
 pub use hyperloglog::{hash_bytes, mix64, HyperLogLog, HLL_PRECISION, HLL_REGISTERS};
+pub use inner_groups::{InnerGroups, INNER_GROUPS_MAX};
 pub use moments::{MomentStat, Moments};
 pub use side_state::{SideValue, StringStore};
+pub use top_n::{inner_aggregate_allowed, TopNSpec, TopNState};
+pub use top_rows::{TopRows, TOP_ROWS_MAX};
 
 /// The state of one aggregate of one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,6 +81,8 @@ pub enum AccKind {
     Moments(MomentStat),
     /// APPROX_COUNT_DISTINCT: a [`HyperLogLog`] per group.
     ApproxDistinct(ValueKind),
+    /// A per-window top-N: a [`TopNState`] per group (see `top_n.rs`).
+    TopN,
 }
 
 /// One aggregate of a query: its kind and the types it reads and writes.
@@ -84,6 +92,8 @@ pub struct Accumulator {
     /// The type the argument is cast to before updating (Int64, Float64 or Utf8).
     pub input_type: Option<DataType>,
     pub output_type: DataType,
+    /// The top-N of [`AccKind::TopN`].
+    pub top_n: Option<Arc<TopNSpec>>,
 }
 
 fn is_integer_like(t: &DataType) -> bool {
@@ -202,7 +212,40 @@ impl Accumulator {
             kind,
             input_type,
             output_type: call.output_type.clone(),
+            top_n: None,
         })
+    }
+
+    /// The accumulators of an aggregation's aggregates (a top-N's with its spec).
+    pub fn for_aggregation(aggregation: &Aggregation) -> Result<Vec<Accumulator>> {
+        aggregation
+            .aggregates
+            .iter()
+            .map(|call| match (call.func, &aggregation.top_n) {
+                (AggFunc::TopN, Some(plan)) => Ok(Accumulator {
+                    kind: AccKind::TopN,
+                    input_type: None,
+                    output_type: call.output_type.clone(),
+                    top_n: Some(Arc::new(TopNSpec::new(plan)?)),
+                }),
+                _ => Accumulator::new(call),
+            })
+            .collect()
+    }
+
+    /// Evaluates `call`'s argument over `batch` and prepares it ([`Self::prepare`]); a
+    /// top-N reads several columns of the batch.
+    pub fn prepare_batch(
+        &self,
+        call: &AggCall,
+        batch: &arrow::array::RecordBatch,
+        event_time: &ArrayRef,
+    ) -> Result<Option<ArrayRef>> {
+        if let Some(spec) = &self.top_n {
+            return Ok(Some(spec.prepare(batch, event_time)?));
+        }
+        let v = call.arg.as_ref().map(|e| e.evaluate(batch)).transpose()?;
+        self.prepare(v.as_ref(), event_time)
     }
 
     /// Casts an evaluated argument to the type this accumulator reads. FIRST_VALUE and
@@ -464,6 +507,14 @@ impl Accumulator {
                     }
                 }
             }
+            AccKind::TopN => {
+                let Some(spec) = &self.top_n else { return 0 };
+                // The prepared input's types are fixed by the plan: a failure is a bug.
+                return match spec.update(slots, stride, index, groups, rows, a, strings) {
+                    Ok(grown) => grown,
+                    Err(e) => panic!("top-N update failed on a planned input: {e}"),
+                };
+            }
             _ => debug_assert!(false, "{:?} has no side state", self.kind),
         }
         grown
@@ -544,6 +595,11 @@ impl Accumulator {
                     (AccKind::Last(k), SideValue::Timed(a), SideValue::Timed(b)) => {
                         a.merge(k, true, b);
                     }
+                    (AccKind::TopN, SideValue::TopN(a), SideValue::TopN(b)) => {
+                        if let Some(spec) = &self.top_n {
+                            spec.merge(a, b);
+                        }
+                    }
                     (kind, a, b) => {
                         debug_assert!(false, "{kind:?} cannot merge {a:?} with {b:?}")
                     }
@@ -578,6 +634,7 @@ impl Accumulator {
                 | (AccKind::ApproxDistinct(_), SideValue::Sketch(_))
                 | (AccKind::Moments(_), SideValue::Moments(_))
                 | (AccKind::First(_) | AccKind::Last(_), SideValue::Timed(_))
+                | (AccKind::TopN, SideValue::TopN(_))
         )
     }
 
@@ -596,6 +653,11 @@ impl Accumulator {
             (s.b > 0).then(|| &strings[s.a as usize])
         };
         let array: ArrayRef = match self.kind {
+            AccKind::TopN => {
+                return Err(EngineError::Internal(
+                    "a top-N is emitted by AggregateLayout::to_batch, not finished".into(),
+                ))
+            }
             AccKind::CountStar | AccKind::CountValues => Arc::new(Int64Array::from_iter_values(
                 groups.map(|g| get(g).a as i64),
             )),

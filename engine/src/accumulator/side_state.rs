@@ -7,6 +7,7 @@ use super::distinct_set::DistinctSet;
 use super::first_last::Timed;
 use super::hyperloglog::{HyperLogLog, HLL_REGISTERS};
 use super::moments::Moments;
+use super::top_n::TopNState;
 
 /// One group's side state of one aggregate.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +22,8 @@ pub enum SideValue {
     Sketch(HyperLogLog),
     /// STDDEV_* / VAR_*.
     Moments(Moments),
+    /// A per-window top-N: best rows or inner groups.
+    TopN(Box<TopNState>),
 }
 
 /// Side state of one window's groups (strings of MIN/MAX and every [`SideValue`]), indexed
@@ -40,6 +43,7 @@ impl SideValue {
                 SideValue::Distinct(d) => d.bytes(),
                 SideValue::Sketch(_) => HLL_REGISTERS,
                 SideValue::Moments(_) => 0,
+                SideValue::TopN(t) => t.bytes(),
             }
     }
 

@@ -39,6 +39,8 @@ fn partial(layout: &AggregateLayout, start: i64, key: &str) -> PartialWindow {
         hashes: vec![layout.hash_key(key.as_bytes())],
         slots: vec![Slot { a: 1, b: 0 }, Slot { a: 5, b: 1 }, Slot::EMPTY],
         strings: Vec::new(),
+        session_bounds: Vec::new(),
+        session_fired: Vec::new(),
     }
 }
 

@@ -2,7 +2,8 @@
 //! values holding those groups (key, hash, accumulator slots, strings).
 //!
 //! Key: `kind` (1 byte: `L` a shard's open window, `F` a window in the final stage, `C` a
-//! partial in flight between shards when the checkpoint was taken), then for `L`/`F` the
+//! partial in flight between shards when the checkpoint was taken, `S` a chunk of SESSION
+//! state, see `session_chunks.rs`), then for `L`/`F` the
 //! window start and end (i64 big-endian) and the chunk number (u32 big-endian); for `C` the
 //! epoch (u64), a sequence number (u32), and the window start and end.
 //!
@@ -26,6 +27,8 @@ use crate::window_operator::AggregateLayout;
 pub const KIND_LOCAL: u8 = b'L';
 pub const KIND_FINAL: u8 = b'F';
 pub const KIND_INFLIGHT: u8 = b'C';
+/// SESSION windows' owner stage (see `session_chunks.rs`; `start` is the epoch).
+pub const KIND_SESSION: u8 = b'S';
 
 /// What a state key names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,12 +85,14 @@ impl StateKey {
         let be8 = |b: &[u8]| -> [u8; 8] { b.try_into().unwrap_or([0; 8]) };
         let be4 = |b: &[u8]| -> [u8; 4] { b.try_into().unwrap_or([0; 4]) };
         match key.first() {
-            Some(&kind @ (KIND_LOCAL | KIND_FINAL)) if key.len() == 21 => Ok(StateKey::Window {
-                kind,
-                start: i64::from_be_bytes(be8(&key[1..9])),
-                end: i64::from_be_bytes(be8(&key[9..17])),
-                chunk: u32::from_be_bytes(be4(&key[17..21])),
-            }),
+            Some(&kind @ (KIND_LOCAL | KIND_FINAL | KIND_SESSION)) if key.len() == 21 => {
+                Ok(StateKey::Window {
+                    kind,
+                    start: i64::from_be_bytes(be8(&key[1..9])),
+                    end: i64::from_be_bytes(be8(&key[9..17])),
+                    chunk: u32::from_be_bytes(be4(&key[17..21])),
+                })
+            }
             Some(&KIND_INFLIGHT) if key.len() == 29 => Ok(StateKey::Inflight {
                 epoch: u64::from_be_bytes(be8(&key[1..9])),
                 seq: u32::from_be_bytes(be4(&key[9..13])),
@@ -109,6 +114,7 @@ const TAG_DISTINCT_WORDS: u8 = b'W';
 const TAG_DISTINCT_TEXTS: u8 = b'S';
 const TAG_SKETCH: u8 = b'H';
 const TAG_MOMENTS: u8 = b'M';
+const TAG_TOP_N: u8 = b'N';
 
 fn put_side(value: &SideValue, out: &mut Vec<u8>) {
     let len_at = out.len();
@@ -145,6 +151,10 @@ fn put_side(value: &SideValue, out: &mut Vec<u8>) {
             out.extend_from_slice(&m.count.to_le_bytes());
             out.extend_from_slice(&m.mean.to_bits().to_le_bytes());
             out.extend_from_slice(&m.m2.to_bits().to_le_bytes());
+        }
+        SideValue::TopN(t) => {
+            out.push(TAG_TOP_N);
+            t.encode(out);
         }
     }
     let len = (out.len() - len_at - 4) as u32;
@@ -360,6 +370,11 @@ fn read_side(acc: &Accumulator, index: usize, bytes: &[u8]) -> Result<SideValue>
             mean: f64::from_bits(r.u64()?),
             m2: f64::from_bits(r.u64()?),
         }),
+        (AccKind::TopN, TAG_TOP_N) => {
+            let state = acc.top_n.as_ref().and_then(|spec| spec.decode(rest));
+            r.at = rest.len();
+            SideValue::TopN(Box::new(state.ok_or_else(mismatch)?))
+        }
         _ => return Err(mismatch()),
     };
     if r.at != rest.len() {

@@ -10,6 +10,7 @@ pub use spillway_connectors::crash_points;
 pub mod job_marker;
 pub mod mailbox;
 pub mod restore;
+pub mod session_chunks;
 pub mod shard_checkpoint;
 
 #[cfg(test)]

@@ -12,8 +12,9 @@ use std::path::Path;
 use spillway_connectors::PartitionInfo;
 use spillway_state::{StateStore, StoreOptions};
 
-use crate::checkpoint::chunk_codec::{decode_groups, StateKey};
+use crate::checkpoint::chunk_codec::{decode_groups, StateKey, KIND_SESSION};
 use crate::checkpoint::job_marker::{generation_dir, Marker};
+use crate::checkpoint::session_chunks::decode_session_groups;
 use crate::checkpoint::shard_checkpoint::{ShardMeta, META_NAME};
 use crate::error::{EngineError, Result};
 use crate::exchange::PartialWindow;
@@ -89,7 +90,34 @@ pub fn load(
             );
         }
         for (key, value) in cp.iter() {
-            let (start, end) = match StateKey::decode(key)? {
+            let state_key = StateKey::decode(key)?;
+            let (start, end) = match state_key {
+                // SESSION state of this checkpoint (older chunks were deleted).
+                StateKey::Window {
+                    kind: KIND_SESSION,
+                    start: epoch,
+                    ..
+                } => {
+                    if epoch != marker.epoch as i64 {
+                        continue;
+                    }
+                    let Some(layout) = layout else {
+                        return Err(EngineError::Data(format!(
+                            "checkpoint {} holds session state but the query has no window",
+                            marker.epoch
+                        )));
+                    };
+                    let p = decode_session_groups(layout, value).map_err(|e| {
+                        EngineError::Data(format!(
+                            "checkpoint {} of shard {shard} in {}: {e}",
+                            marker.epoch,
+                            gen_dir.display()
+                        ))
+                    })?;
+                    out.groups += p.len();
+                    out.partials.push(p);
+                    continue;
+                }
                 StateKey::Window { start, end, .. } => (start, end),
                 StateKey::Inflight {
                     epoch, start, end, ..
@@ -138,6 +166,12 @@ pub fn split_for_shards(
             to.key_bytes.extend_from_slice(p.key(i));
             to.key_ends.push(to.key_bytes.len() as u32);
             to.hashes.push(p.hashes[i]);
+            if let Some(&b) = p.session_bounds.get(i) {
+                to.session_bounds.push(b);
+            }
+            if let Some(&f) = p.session_fired.get(i) {
+                to.session_fired.push(f);
+            }
             for (a, acc) in layout.accumulators.iter().enumerate() {
                 let mut s = p.slots[i * stride + a];
                 if acc.uses_strings() && s.b > 0 {

@@ -119,6 +119,10 @@ pub struct ShardCheckpointer {
     writer: Option<(SyncSender<WriteJob>, JoinHandle<()>)>,
     /// In-flight partial keys of the last checkpoint (deleted by the next one).
     inflight_keys: Vec<Vec<u8>>,
+    /// SESSION windows: the session chunk keys of the last checkpoint (deleted by the next
+    /// one, which writes the whole stage again) and the next chunk number.
+    session_keys: Vec<Vec<u8>>,
+    session_seq: u32,
     /// Microseconds each snapshot held the hot path.
     pub stall_us: hdrhistogram::Histogram<u64>,
     pub checkpoints: u64,
@@ -152,6 +156,8 @@ impl ShardCheckpointer {
             pending: None,
             writer: Some((tx, handle)),
             inflight_keys: Vec::new(),
+            session_keys: Vec::new(),
+            session_seq: 0,
             stall_us: crate::emitter::latency_histogram(),
             checkpoints: 0,
         })
@@ -194,7 +200,7 @@ impl ShardCheckpointer {
     ) -> Result<u64> {
         let started = Instant::now();
         let epoch = self.epoch + 1;
-        let puts = Vec::new();
+        let mut puts = Vec::new();
         let mut deletes = std::mem::take(&mut self.inflight_keys);
         // The cut: changed chunks become pending; they are serialized a few at a time by
         // `poll`, or before their next change (copy before write).
@@ -214,6 +220,19 @@ impl ShardCheckpointer {
                 .windows_mut()
                 .map(|w| w.groups.begin_snapshot())
                 .sum::<usize>();
+        }
+        if let Some(stage) = emitter.sessions_mut() {
+            // SESSION windows: the whole owner stage at the cut (see `session_chunks.rs`).
+            fired_up_to = stage.global_watermark();
+            deletes.append(&mut self.session_keys);
+            self.session_seq = 0;
+            crate::checkpoint::session_chunks::save_sessions(
+                stage,
+                epoch,
+                &mut self.session_seq,
+                &mut puts,
+                &mut self.session_keys,
+            );
         }
         let partitions: Vec<PartitionMeta> = source
             .partitions()
@@ -324,6 +343,16 @@ impl ShardCheckpointer {
         self.stall_us
             .saturating_record((job.stall.as_micros() as u64).max(1));
         let recorded = links.take_recorded();
+        if let Some(stage) = emitter.sessions_mut() {
+            crate::checkpoint::session_chunks::save_inflight(
+                stage.layout(),
+                &recorded,
+                job.epoch,
+                &mut self.session_seq,
+                &mut job.puts,
+                &mut self.session_keys,
+            );
+        }
         if let Some(layout) = &final_layout {
             for (seq, p) in recorded.iter().enumerate() {
                 let key = StateKey::Inflight {

@@ -1,8 +1,10 @@
 //! The JSON decoder: simd-json tapes of raw records into Arrow columns of the declared schema.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::array::{ArrayRef, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use simd_json::{Buffers, Node, Tape, INPUT_PADDING};
 use spillway_connectors::RawBatch;
@@ -50,6 +52,9 @@ struct ColumnMeta {
     name: String,
     kind: ColumnKind,
     nullable: bool,
+    /// A processing-time column (`crate::proctime`): not read from the record, filled with
+    /// the wall clock when the batch is decoded.
+    proctime: bool,
 }
 
 struct CachedField {
@@ -118,14 +123,20 @@ impl JsonDecoder {
                 });
                 ColumnKind::Utf8
             });
+            let proctime = crate::proctime::is_proctime_field(field);
             columns.push(ColumnMeta {
                 name: field.name().clone(),
                 kind,
                 nullable: field.is_nullable(),
+                proctime,
             });
-            column_by_name
-                .entry(field.name().clone())
-                .or_insert(i as u32);
+            // A record's field named like the processing-time column is ignored (as any extra
+            // field): the column is computed, never read.
+            if !proctime {
+                column_by_name
+                    .entry(field.name().clone())
+                    .or_insert(i as u32);
+            }
         }
         if let Some(time) = time_column.filter(|&t| t >= columns.len()) {
             setup_error.get_or_insert_with(|| {
@@ -223,11 +234,25 @@ impl JsonDecoder {
         }
         raw.data.truncate(data_len);
 
-        let columns = self
+        let mut columns: Vec<ArrayRef> = self
             .builders
             .iter_mut()
             .map(ColumnBuilder::finish)
             .collect();
+        // One wall-clock reading per batch, taken after the batch was read.
+        let mut proctime_ms = None;
+        for (c, column) in self.columns.iter().enumerate() {
+            if column.proctime {
+                let ms = *proctime_ms.get_or_insert_with(crate::proctime::now_ms);
+                let zone = match self.schema.field(c).data_type() {
+                    DataType::Timestamp(_, zone) => zone.clone(),
+                    _ => None,
+                };
+                columns[c] = Arc::new(
+                    TimestampMillisecondArray::from_value(ms, kept.len()).with_timezone_opt(zone),
+                );
+            }
+        }
         let options = RecordBatchOptions::new().with_row_count(Some(kept.len()));
         RecordBatch::try_new_with_options(self.schema.clone(), columns, &options).map_err(|e| {
             EngineError::Internal(format!("decoded columns do not fit the schema: {e}"))
@@ -265,6 +290,11 @@ impl JsonDecoder {
         }
 
         for (c, column) in self.columns.iter().enumerate() {
+            if column.proctime {
+                // Filled per batch in `decode`; the builder only keeps the row count.
+                self.cells[c] = Cell::Null;
+                continue;
+            }
             let slot = self.slots[c];
             if slot == NONE {
                 self.rejections

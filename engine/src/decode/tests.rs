@@ -639,3 +639,46 @@ fn cell_ts(a: Option<&TimestampMillisecondArray>, row: usize) -> Expected {
         Expected::Int(a.value(row))
     }
 }
+
+/// A processing-time column (`p AS PROCTIME()`) is never read from the record: a field of
+/// that name is ignored, its absence is no problem, and every row of a batch gets one
+/// wall-clock reading taken while the batch is decoded.
+#[test]
+fn proctime_column_is_filled_with_the_wall_clock() {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("bidder", DataType::Int64, true),
+        crate::proctime::mark_proctime_field(Field::new("p_time", ts_type(), false)),
+        Field::new("ts", ts_type(), true),
+    ]));
+    let mut decoder = JsonDecoder::new(schema, Some(2));
+    let before = crate::proctime::now_ms();
+    let (batch, kept) = decode(
+        &mut decoder,
+        &[
+            r#"{"bidder":1,"ts":5}"#,
+            r#"{"bidder":2,"p_time":42,"ts":6}"#,
+            r#"{"bidder":3,"p_time":"not a time","ts":7}"#,
+            r#"{"bidder":4,"ts":null}"#,
+        ],
+    );
+    let after = crate::proctime::now_ms();
+    assert_eq!(
+        kept,
+        vec![0, 1, 2],
+        "the null event time still skips a record"
+    );
+    assert_eq!(int64s(&batch, 0), vec![Some(1), Some(2), Some(3)]);
+    let stamps = timestamps(&batch, 1);
+    let first = stamps[0].expect("a processing time is never null");
+    assert!(stamps.iter().all(|s| *s == Some(first)), "{stamps:?}");
+    assert!(
+        before <= first && first <= after,
+        "{before} <= {first} <= {after}"
+    );
+    assert_eq!(decoder.stats().skipped(), 1);
+    assert_eq!(decoder.stats().null_time, 1);
+
+    // An empty batch has an empty processing-time column.
+    let (empty, _) = decode(&mut decoder, &[]);
+    assert_eq!(empty.num_rows(), 0);
+}

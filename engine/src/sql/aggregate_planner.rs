@@ -191,6 +191,7 @@ impl<'s, 'p> AggregatePlanner<'s, 'p> {
             aggregates: self.aggregates,
             agg_names,
             having,
+            top_n: None,
         }
     }
 

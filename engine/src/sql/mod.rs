@@ -24,10 +24,16 @@ mod explain;
 mod expr_planner;
 mod interval;
 mod join;
+mod late;
 mod planner;
 mod source;
+mod stream_join;
+mod subquery;
 mod types;
 mod window;
+mod window_topn;
+mod window_topn_groups;
+mod window_topn_join;
 
 #[cfg(test)]
 mod expression_tests;

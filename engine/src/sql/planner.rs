@@ -21,26 +21,28 @@ use crate::plan::{Aggregation, Expr, JoinPlan, Pipeline, Program};
 use arrow::datatypes::DataType;
 
 /// One column of the SELECT list, planned.
-struct SelectOutput {
+pub(super) struct SelectOutput {
     /// Over the source rows, or over the aggregation output.
-    expr: Expr,
+    pub(super) expr: Expr,
     /// The alias, the column name, or `EXPR$n`.
-    name: String,
-    alias: Option<String>,
+    pub(super) name: String,
+    pub(super) alias: Option<String>,
     /// Written as `CAST(... AS type)` at the top (allows narrowing into a sink column).
-    explicit_cast: bool,
-    pos: Pos,
+    pub(super) explicit_cast: bool,
+    pub(super) pos: Pos,
 }
 
 /// A planned SELECT, not yet bound to a sink.
-struct PlannedQuery {
+pub(super) struct PlannedQuery {
     /// The stream table's name.
-    source: String,
-    join: Option<JoinPlan>,
-    filter: Option<Expr>,
-    aggregation: Option<Aggregation>,
-    outputs: Vec<SelectOutput>,
-    pos: Pos,
+    pub(super) source: String,
+    pub(super) join: Option<JoinPlan>,
+    /// A join with a second stream (`super::stream_join`).
+    pub(super) stream_join: Option<crate::plan::StreamJoin>,
+    pub(super) filter: Option<Expr>,
+    pub(super) aggregation: Option<Aggregation>,
+    pub(super) outputs: Vec<SelectOutput>,
+    pub(super) pos: Pos,
 }
 
 /// Plans `INSERT INTO sink SELECT ...` starting at `pos`.
@@ -86,8 +88,29 @@ pub(crate) fn plan_insert(insert: &Insert, program: &Program, pos: Pos) -> Resul
         ));
     };
     let sink = lookup_table(program, &sink_name, sink_pos)?;
+    if let Some(c) = sink.proctime_column() {
+        return Err(EngineError::plan(
+            format!(
+                "sink table '{sink_name}' declares the processing-time column '{}'; a sink's \
+                 columns are written from the SELECT: declare it as TIMESTAMP(3)",
+                sink.columns[c].name
+            ),
+            sink_pos,
+        ));
+    }
     let planned = plan_query(query, program, pos)?;
-    let projection = project_to_sink(&planned.outputs, sink, planned.pos)?;
+    let (projected_sink, row_kind) = super::late::split_row_kind(sink, planned.outputs.len());
+    let mut projection = project_to_sink(&planned.outputs, &projected_sink, planned.pos)?;
+    super::late::insert_row_kind(&mut projection, row_kind);
+    let source_table = lookup_table(program, &planned.source, pos)?;
+    let late = super::late::plan_late(
+        program,
+        source_table,
+        sink,
+        planned.aggregation.as_ref(),
+        row_kind,
+        pos,
+    )?;
     Ok(Pipeline {
         source: planned.source,
         sink: sink.name.clone(),
@@ -96,6 +119,8 @@ pub(crate) fn plan_insert(insert: &Insert, program: &Program, pos: Pos) -> Resul
         aggregation: planned.aggregation,
         projection,
         output_schema: sink.schema(),
+        late,
+        stream_join: planned.stream_join.clone(),
         pos,
     })
 }
@@ -142,6 +167,15 @@ pub(crate) fn plan_select(
         options: BTreeMap::from([("connector".to_string(), "print".to_string())]),
         pos,
     };
+    let source_table = lookup_table(program, &planned.source, pos)?;
+    let late = super::late::plan_late(
+        program,
+        source_table,
+        &sink,
+        planned.aggregation.as_ref(),
+        None,
+        pos,
+    )?;
     let pipeline = Pipeline {
         source: planned.source,
         sink: sink.name.clone(),
@@ -150,6 +184,8 @@ pub(crate) fn plan_select(
         aggregation: planned.aggregation,
         projection: planned.outputs.into_iter().map(|o| o.expr).collect(),
         output_schema: sink.schema(),
+        late,
+        stream_join: planned.stream_join.clone(),
         pos,
     };
     Ok((pipeline, sink))
@@ -210,7 +246,7 @@ fn project_to_sink(outputs: &[SelectOutput], sink: &TableDef, pos: Pos) -> Resul
     Ok(projection)
 }
 
-fn plan_query(query: &Query, program: &Program, pos: Pos) -> Result<PlannedQuery> {
+pub(super) fn plan_query(query: &Query, program: &Program, pos: Pos) -> Result<PlannedQuery> {
     refuse_query_clauses(query, pos)?;
     let select = match query.body.as_ref() {
         SetExpr::Select(select) => select,
@@ -231,8 +267,22 @@ fn plan_query(query: &Query, program: &Program, pos: Pos) -> Result<PlannedQuery
     };
     let select_pos = pos_of(select.select_token.0.span, pos);
     refuse_select_clauses(select, select_pos)?;
-    let stream = resolve_from(select, program, select_pos)?;
-    let joined = plan_join(select, program, &stream, select_pos)?;
+    // A join of two different streams (window or interval join) is a source of its own.
+    let stream_join = super::stream_join::plan_stream_join(select, program, select_pos)?;
+    // Subqueries in FROM (flattened, per-window top-N, a per-window MAX joined back).
+    if stream_join.is_none() {
+        if let Some(planned) = super::subquery::plan_derived(select, program, select_pos)? {
+            return Ok(planned);
+        }
+    }
+    let stream = match &stream_join {
+        Some(j) => j.source(),
+        None => resolve_from(select, program, select_pos)?,
+    };
+    let joined = match &stream_join {
+        Some(_) => None,
+        None => plan_join(select, program, &stream, select_pos)?,
+    };
     let source = match &joined {
         Some(j) => j.source(&stream),
         None => stream.clone(),
@@ -278,6 +328,12 @@ fn plan_query(query: &Query, program: &Program, pos: Pos) -> Result<PlannedQuery
             _ => false,
         });
 
+    if is_aggregate && stream_join.is_some() {
+        return Err(EngineError::plan(
+            "not supported yet: aggregating the result of a join of two streams",
+            select_pos,
+        ));
+    }
     let (outputs, aggregation) = if is_aggregate {
         plan_aggregate_query(select, &source, group_by, select_pos)?
     } else {
@@ -300,6 +356,7 @@ fn plan_query(query: &Query, program: &Program, pos: Pos) -> Result<PlannedQuery
     Ok(PlannedQuery {
         source: stream.table.name.clone(),
         join: joined.map(|j| j.plan),
+        stream_join: stream_join.map(|j| j.plan),
         filter,
         aggregation,
         outputs,
@@ -442,7 +499,7 @@ fn check_wildcard(
     Ok(())
 }
 
-fn require_boolean(expr: Expr, clause: &str, pos: Pos) -> Result<Expr> {
+pub(super) fn require_boolean(expr: Expr, clause: &str, pos: Pos) -> Result<Expr> {
     match expr.data_type() {
         DataType::Boolean => Ok(expr),
         DataType::Null => Ok(coerce(expr, &DataType::Boolean)),

@@ -5,7 +5,12 @@
 //!   `GROUP BY ..., window_start, window_end`;
 //! - the group windows `GROUP BY ..., TUMBLE(ts, size)` / `HOP(ts, slide, size)` with
 //!   `TUMBLE_START(ts, size)` / `HOP_END(ts, slide, size)` ... in the SELECT list (Flink has
-//!   no group-window form of CUMULATE).
+//!   no group-window form of CUMULATE);
+//! - SESSION in both forms: `TABLE(SESSION(TABLE t, DESCRIPTOR(ts), gap))` with `GROUP BY
+//!   key, window_start, window_end`, and `GROUP BY key, SESSION(ts, gap)` with
+//!   `SESSION_START(ts, gap)` / `SESSION_END(ts, gap)`. Sessions have no panes (see
+//!   `crate::session`); Flink's `PARTITION BY` inside the table function is not supported
+//!   (the GROUP BY keys partition the sessions).
 //!
 //! Both give the same [`WindowSpec`]. HOP and CUMULATE run on shared panes of the slide or
 //! step (see `window_assigner.rs`), so, as in Flink, a HOP size must be a multiple of its
@@ -93,7 +98,7 @@ impl WindowFunction {
 }
 
 /// The window functions spillway runs, for messages.
-const SUPPORTED: &str = "TUMBLE, HOP, CUMULATE";
+const SUPPORTED: &str = "TUMBLE, HOP, CUMULATE, SESSION";
 
 /// `TUMBLE_START(...)` and friends (the group-window form's auxiliary functions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +139,7 @@ pub(crate) fn parse_window_tvf<'p>(
     let pos = pos_of(expr.span(), fallback);
     let AstExpr::Function(function) = expr else {
         return Err(EngineError::plan(
-            format!("FROM TABLE({expr}) is not supported; use TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL ...)) (or HOP, CUMULATE)"),
+            format!("FROM TABLE({expr}) is not supported; use TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL ...)) (or HOP, CUMULATE, SESSION)"),
             pos,
         ));
     };
@@ -148,7 +153,6 @@ pub(crate) fn parse_window_tvf<'p>(
             call.pos,
         ));
     };
-    check_supported(window, &call)?;
     check_plain_call(&call)?;
     let usage = window.table_usage();
     let args = expr_args(&call, usage)?;
@@ -203,6 +207,7 @@ pub(crate) fn parse_window_tvf<'p>(
         None => return Err(argument_count_error(&call, usage)),
     };
     let (kind, offset_ms) = window_kind(window, &call, args.get(2..).unwrap_or(&[]), true, usage)?;
+    check_session_time(kind, time_column, table, call.pos)?;
     Ok((table, window_spec(kind, time_column, offset_ms)))
 }
 
@@ -217,7 +222,6 @@ pub(crate) fn parse_group_window(
     let Some(window) = WindowFunction::from_name(&call.name) else {
         return Ok(None);
     };
-    check_supported(window, &call)?;
     if window == WindowFunction::Cumulate {
         return Err(EngineError::plan(
             "CUMULATE has no group-window form (neither in Flink); use FROM TABLE(CUMULATE(TABLE t, DESCRIPTOR(ts), step, max_size)) and GROUP BY window_start, window_end",
@@ -232,6 +236,7 @@ pub(crate) fn parse_group_window(
     };
     let time_column = time_column_of(time, source, call.pos)?;
     let (kind, _) = window_kind(window, &call, &args[1..], false, usage)?;
+    check_session_time(kind, time_column, source.table, call.pos)?;
     Ok(Some(window_spec(kind, time_column, 0)))
 }
 
@@ -262,23 +267,9 @@ pub(crate) fn matches_group_window(
     Ok(window_spec(kind, time_column, 0) == *spec)
 }
 
-/// Refuses the window functions spillway does not run (SESSION).
-fn check_supported(window: WindowFunction, call: &Call) -> Result<()> {
-    if window == WindowFunction::Session {
-        return Err(EngineError::plan(
-            format!(
-                "{} windows are not supported yet (supported: {SUPPORTED})",
-                window.name()
-            ),
-            call.pos,
-        ));
-    }
-    Ok(())
-}
-
 /// The window kind and offset (0 when absent) from the arguments after the time column
-/// (TUMBLE: size; HOP: slide, size; CUMULATE: step, max size; then the offset when
-/// `with_offset`, for the table function form).
+/// (TUMBLE: size; HOP: slide, size; CUMULATE: step, max size; SESSION: gap; then the offset
+/// when `with_offset`, for the table function form; SESSION has none).
 fn window_kind(
     window: WindowFunction,
     call: &Call,
@@ -287,6 +278,7 @@ fn window_kind(
     usage: &str,
 ) -> Result<(WindowKind, i64)> {
     let names = window.length_names();
+    let with_offset = with_offset && window != WindowFunction::Session;
     if rest.len() < names.len() || rest.len() > names.len() + usize::from(with_offset) {
         return Err(argument_count_error(call, usage));
     }
@@ -321,11 +313,7 @@ fn window_kind(
             step_ms: lengths[0],
             max_size_ms: lengths[1],
         },
-        WindowFunction::Session => {
-            return Err(EngineError::Internal(
-                "SESSION windows reached window_kind".into(),
-            ))
-        }
+        WindowFunction::Session => WindowKind::Session { gap_ms: lengths[0] },
     };
     if names.len() == 2 {
         check_panes(window, kind, rest[1], call.pos)?;
@@ -381,6 +369,7 @@ fn window_spec(kind: WindowKind, time_column: usize, offset_ms: i64) -> WindowSp
         WindowKind::Tumble { size_ms } => size_ms,
         WindowKind::Hop { slide_ms, .. } => slide_ms,
         WindowKind::Cumulate { max_size_ms, .. } => max_size_ms,
+        WindowKind::Session { .. } => 1,
     };
     WindowSpec {
         kind,
@@ -389,7 +378,9 @@ fn window_spec(kind: WindowKind, time_column: usize, offset_ms: i64) -> WindowSp
     }
 }
 
-/// The window's time column: a column of the source with the table's WATERMARK on it.
+/// The window's time column: the source column the table's WATERMARK is declared on (event
+/// time), or its processing-time column `name AS PROCTIME()` (the wall clock, see
+/// `crate::proctime`).
 fn time_column_of(expr: &AstExpr, source: &Source, fallback: Pos) -> Result<usize> {
     let pos = pos_of(expr.span(), fallback);
     let mut scope = SourceScope {
@@ -404,23 +395,57 @@ fn time_column_of(expr: &AstExpr, source: &Source, fallback: Pos) -> Result<usiz
         ));
     };
     let table = source.table;
+    if table.proctime_column() == Some(index) {
+        return Ok(index);
+    }
+    let proctime = table
+        .proctime_column()
+        .map(|p| format!(" or its processing-time column '{}'", table.columns[p].name))
+        .unwrap_or_default();
     match table.watermark {
+        None if proctime.is_empty() => Err(EngineError::plan(
+            format!(
+                "windows need event time or processing time: table '{}' declares no WATERMARK (add WATERMARK FOR {name} AS {name} - INTERVAL '5' SECOND) and no processing-time column (add p_time AS PROCTIME())",
+                table.name
+            ),
+            pos,
+        )),
         None => Err(EngineError::plan(
             format!(
-                "windows need event time: table '{}' declares no WATERMARK (add WATERMARK FOR {name} AS {name} - INTERVAL '5' SECOND)",
-                table.name
+                "the window's time column must be a time attribute of table '{}': it declares no WATERMARK, so use{}, not '{name}'",
+                table.name,
+                proctime.replacen(" or", "", 1)
             ),
             pos,
         )),
         Some(watermark) if watermark.column != index => Err(EngineError::plan(
             format!(
-                "the window's time column must be '{}', the column the WATERMARK of table '{}' is declared on, not '{name}'",
+                "the window's time column must be '{}', the column the WATERMARK of table '{}' is declared on{proctime}, not '{name}'",
                 table.columns[watermark.column].name, table.name
             ),
             pos,
         )),
         Some(_) => Ok(index),
     }
+}
+
+/// Refuses SESSION windows over a processing-time column (not supported yet).
+fn check_session_time(
+    kind: WindowKind,
+    time_column: usize,
+    table: &TableDef,
+    pos: Pos,
+) -> Result<()> {
+    if kind.session_gap_ms().is_some() && table.proctime_column() == Some(time_column) {
+        return Err(EngineError::plan(
+            format!(
+                "SESSION windows over the processing-time column '{}' are not supported yet; use TUMBLE, HOP or CUMULATE, or a SESSION over an event-time column",
+                table.columns[time_column].name
+            ),
+            pos,
+        ));
+    }
+    Ok(())
 }
 
 fn interval_arg(expr: &AstExpr, what: &str, fallback: Pos) -> Result<i64> {

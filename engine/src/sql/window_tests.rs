@@ -1,4 +1,4 @@
-//! HOP and CUMULATE in both window forms: plans, and errors with their positions.
+//! HOP, CUMULATE and SESSION in both window forms: plans, and errors with their positions.
 
 use crate::plan::{WindowKind, WindowSpec};
 use crate::sql::tests::{aggregation, assert_error};
@@ -139,13 +139,55 @@ fn cumulate_errors_name_the_argument() {
         "CUMULATE",
     );
     assert_error(
-        "SELECT COUNT(*) FROM TABLE(SESSION(TABLE trades, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end",
-        "SESSION windows are not supported yet (supported: TUMBLE, HOP, CUMULATE)",
+        "SELECT COUNT(*) FROM TABLE(SLIDE(TABLE trades, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end",
+        "table function SLIDE is not supported (supported: TUMBLE, HOP, CUMULATE, SESSION)",
+        "SLIDE",
+    );
+}
+
+#[test]
+fn session_table_function_and_group_window_give_the_same_plan() {
+    let tvf = aggregation(
+        "SELECT symbol, window_start, window_end, COUNT(*) \
+         FROM TABLE(SESSION(TABLE trades, DESCRIPTOR(ts), INTERVAL '10' SECOND)) \
+         GROUP BY symbol, window_start, window_end",
+    );
+    let spec = WindowSpec {
+        kind: WindowKind::Session { gap_ms: 10_000 },
+        time_column: 3,
+        offset_ms: 0,
+    };
+    assert_eq!(tvf.window, Some(spec));
+    let group = aggregation(
+        "SELECT symbol, COUNT(*), SESSION_START(ts, INTERVAL '10' SECOND), \
+                SESSION_END(ts, INTERVAL '10' SECOND) \
+         FROM trades GROUP BY symbol, SESSION(ts, INTERVAL '10' SECOND)",
+    );
+    assert_eq!(group.window, Some(spec));
+    assert_eq!(group.group_keys, tvf.group_keys);
+    let schema = group.output_schema();
+    assert_eq!(schema.field(1).name(), "window_start");
+    assert_eq!(schema.field(2).name(), "window_end");
+    // Keyless sessions: one key.
+    let keyless = window("SELECT COUNT(*) FROM trades GROUP BY SESSION(ts, INTERVAL '1' MINUTE)");
+    assert_eq!(keyless.kind, WindowKind::Session { gap_ms: 60_000 });
+}
+
+#[test]
+fn session_errors_name_the_argument() {
+    assert_error(
+        "SELECT COUNT(*) FROM TABLE(SESSION(TABLE trades, DESCRIPTOR(ts), INTERVAL '0' SECOND)) GROUP BY window_start, window_end",
+        "the gap of a SESSION window must be positive",
+        "'0' SECOND",
+    );
+    assert_error(
+        "SELECT COUNT(*) FROM TABLE(SESSION(TABLE trades, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '1' SECOND)) GROUP BY window_start, window_end",
+        "wrong number of arguments for SESSION: expected SESSION(TABLE t, DESCRIPTOR(ts), gap)",
         "SESSION",
     );
     assert_error(
-        "SELECT COUNT(*) FROM TABLE(SLIDE(TABLE trades, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end",
-        "table function SLIDE is not supported (supported: TUMBLE, HOP, CUMULATE)",
-        "SLIDE",
+        "SELECT symbol, SESSION_END(ts, INTERVAL '5' SECOND), COUNT(*) FROM trades GROUP BY symbol, SESSION(ts, INTERVAL '10' SECOND)",
+        "SESSION_END",
+        "SESSION_END",
     );
 }

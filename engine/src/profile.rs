@@ -563,8 +563,8 @@ mod tests {
             Some("0")
         );
         assert_eq!(p.kafka.get("linger.ms").map(String::as_str), Some("0.2"));
-        assert!(p.limits.poll_idle_us < Limits::default().poll_idle_us);
-        assert!(p.limits.batch_rows_max < Limits::default().batch_rows_max);
+        assert_eq!(p.limits.poll_idle_us, Limits::default().poll_idle_us);
+        assert!(p.limits.idle_timeout_ms_default < Limits::default().idle_timeout_ms_default);
     }
 
     #[test]

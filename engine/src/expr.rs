@@ -82,6 +82,35 @@ impl Expr {
         }
     }
 
+    /// Rewrites every column index of this expression with `f` (planners moving an
+    /// expression onto another schema).
+    pub fn remap_columns(&mut self, f: &dyn Fn(usize) -> usize) {
+        match self {
+            Expr::Column { index, .. } => *index = f(*index),
+            Expr::Literal(_) => {}
+            Expr::Binary { left, right, .. } => {
+                left.remap_columns(f);
+                right.remap_columns(f);
+            }
+            Expr::Unary { expr, .. } | Expr::IsNull { expr, .. } | Expr::Cast { expr, .. } => {
+                expr.remap_columns(f)
+            }
+            Expr::Case {
+                branches,
+                otherwise,
+                ..
+            } => {
+                for (c, v) in branches {
+                    c.remap_columns(f);
+                    v.remap_columns(f);
+                }
+                if let Some(o) = otherwise {
+                    o.remap_columns(f);
+                }
+            }
+        }
+    }
+
     /// Evaluates this expression over `batch`: one value per row.
     pub fn evaluate(&self, batch: &RecordBatch) -> Result<ArrayRef> {
         let value = eval(self, batch)?;

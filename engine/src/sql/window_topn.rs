@@ -80,30 +80,7 @@ pub(super) fn column_at(index: usize, name: &str, data_type: DataType) -> Expr {
 
 /// Rewrites every column index of `expr` with `f`.
 pub(super) fn remap(expr: &mut Expr, f: &dyn Fn(usize) -> usize) {
-    match expr {
-        Expr::Column { index, .. } => *index = f(*index),
-        Expr::Literal(_) => {}
-        Expr::Binary { left, right, .. } => {
-            remap(left, f);
-            remap(right, f);
-        }
-        Expr::Unary { expr, .. } | Expr::IsNull { expr, .. } | Expr::Cast { expr, .. } => {
-            remap(expr, f)
-        }
-        Expr::Case {
-            branches,
-            otherwise,
-            ..
-        } => {
-            for (c, v) in branches {
-                remap(c, f);
-                remap(v, f);
-            }
-            if let Some(o) = otherwise {
-                remap(o, f);
-            }
-        }
-    }
+    expr.remap_columns(f)
 }
 
 fn uses_mark(expr: &Expr) -> bool {

@@ -87,104 +87,13 @@ fn collect_columns(expr: &Expr, out: &mut Vec<usize>) {
 
 /// Shifts the column indexes of `expr` down by `offset` (right side outputs).
 fn rebase(expr: Expr, offset: usize) -> Expr {
-    match expr {
-        Expr::Column {
-            index,
-            name,
-            data_type,
-        } => Expr::Column {
-            index: index - offset,
-            name,
-            data_type,
-        },
-        Expr::Literal(l) => Expr::Literal(l),
-        Expr::Binary {
-            op,
-            left,
-            right,
-            data_type,
-        } => Expr::Binary {
-            op,
-            left: Box::new(rebase(*left, offset)),
-            right: Box::new(rebase(*right, offset)),
-            data_type,
-        },
-        Expr::Unary { op, expr } => Expr::Unary {
-            op,
-            expr: Box::new(rebase(*expr, offset)),
-        },
-        Expr::IsNull { expr, negated } => Expr::IsNull {
-            expr: Box::new(rebase(*expr, offset)),
-            negated,
-        },
-        Expr::Cast { expr, to } => Expr::Cast {
-            expr: Box::new(rebase(*expr, offset)),
-            to,
-        },
-        Expr::Case {
-            branches,
-            otherwise,
-            data_type,
-        } => Expr::Case {
-            branches: branches
-                .into_iter()
-                .map(|(c, v)| (rebase(c, offset), rebase(v, offset)))
-                .collect(),
-            otherwise: otherwise.map(|o| Box::new(rebase(*o, offset))),
-            data_type,
-        },
-    }
+    renumber(expr, &|index| index - offset)
 }
 
 /// `expr` with each column index `i` replaced by `new_index(i)`.
-pub(super) fn renumber(expr: Expr, new_index: &dyn Fn(usize) -> usize) -> Expr {
-    match expr {
-        Expr::Column {
-            index,
-            name,
-            data_type,
-        } => Expr::Column {
-            index: new_index(index),
-            name,
-            data_type,
-        },
-        Expr::Literal(l) => Expr::Literal(l),
-        Expr::Binary {
-            op,
-            left,
-            right,
-            data_type,
-        } => Expr::Binary {
-            op,
-            left: Box::new(renumber(*left, new_index)),
-            right: Box::new(renumber(*right, new_index)),
-            data_type,
-        },
-        Expr::Unary { op, expr } => Expr::Unary {
-            op,
-            expr: Box::new(renumber(*expr, new_index)),
-        },
-        Expr::IsNull { expr, negated } => Expr::IsNull {
-            expr: Box::new(renumber(*expr, new_index)),
-            negated,
-        },
-        Expr::Cast { expr, to } => Expr::Cast {
-            expr: Box::new(renumber(*expr, new_index)),
-            to,
-        },
-        Expr::Case {
-            branches,
-            otherwise,
-            data_type,
-        } => Expr::Case {
-            branches: branches
-                .into_iter()
-                .map(|(c, v)| (renumber(c, new_index), renumber(v, new_index)))
-                .collect(),
-            otherwise: otherwise.map(|o| Box::new(renumber(*o, new_index))),
-            data_type,
-        },
-    }
+pub(super) fn renumber(mut expr: Expr, new_index: &dyn Fn(usize) -> usize) -> Expr {
+    expr.remap_columns(new_index);
+    expr
 }
 
 /// The columns an expression reads.

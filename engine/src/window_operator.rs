@@ -90,6 +90,38 @@ impl AggregateLayout {
         self.hasher.hash_one(key)
     }
 
+    /// Empty key rows for [`AggregateLayout::encode_keys`] (None without group keys).
+    pub fn empty_key_rows(&self) -> Option<Rows> {
+        self.converter.as_ref().map(|c| c.empty_rows(0, 0))
+    }
+
+    /// Encodes the group keys of every row of `batch` once into `rows` (from
+    /// [`AggregateLayout::empty_key_rows`]) and sets `hashes` to their hashes; without group
+    /// keys every row gets the hash of the empty key.
+    pub fn encode_keys(
+        &self,
+        batch: &RecordBatch,
+        rows: &mut Option<Rows>,
+        hashes: &mut Vec<u64>,
+    ) -> Result<()> {
+        hashes.clear();
+        let n = batch.num_rows();
+        if let (Some(conv), Some(rows)) = (&self.converter, rows) {
+            let keys = self
+                .aggregation
+                .group_keys
+                .iter()
+                .map(|k| k.evaluate(batch))
+                .collect::<Result<Vec<_>>>()?;
+            rows.clear();
+            conv.append(rows, &keys)?;
+            hashes.extend((0..n).map(|i| self.hash_key(rows.row(i).data())));
+        } else {
+            hashes.resize(n, self.hash_key(&[]));
+        }
+        Ok(())
+    }
+
     /// The shard (of `shards`) that owns the final state of a key with this hash.
     #[inline]
     pub fn owner(hash: u64, shards: usize) -> usize {
@@ -171,7 +203,7 @@ impl WindowOperator {
             .aggregation
             .window
             .ok_or_else(|| EngineError::Internal("window operator without a window".into()))?;
-        let rows = layout.converter.as_ref().map(|c| c.empty_rows(0, 0));
+        let rows = layout.empty_key_rows();
         Ok(WindowOperator {
             assigner: WindowAssigner::new(&spec),
             time_column: spec.time_column,
@@ -237,21 +269,7 @@ impl WindowOperator {
             .values();
 
         // Encode the group keys once for the whole batch and hash them.
-        self.hashes.clear();
-        if let (Some(conv), Some(rows)) = (&layout.converter, &mut self.rows) {
-            let keys = agg
-                .group_keys
-                .iter()
-                .map(|k| k.evaluate(batch))
-                .collect::<Result<Vec<_>>>()?;
-            rows.clear();
-            conv.append(rows, &keys)?;
-            self.hashes
-                .extend((0..n).map(|i| layout.hash_key(rows.row(i).data())));
-        } else {
-            let h = layout.hash_key(&[]);
-            self.hashes.resize(n, h);
-        }
+        layout.encode_keys(batch, &mut self.rows, &mut self.hashes)?;
         let args = agg
             .aggregates
             .iter()

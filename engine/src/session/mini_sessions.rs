@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::TimestampMillisecondType;
-use arrow::row::{RowConverter, Rows, SortField};
+use arrow::row::Rows;
 
 use crate::accumulator::{Slot, StringStore};
 use crate::error::{EngineError, Result};
@@ -37,8 +37,6 @@ pub struct MiniSessions {
     /// Allowed lateness (`'allowed-lateness'`).
     lateness_ms: i64,
     time_column: usize,
-    /// None when the query has no group keys (keyless sessions are one key).
-    converter: Option<RowConverter>,
     pub stats: MiniSessionStats,
     /// Rows of the last batch that were too late (for the late-data sink).
     pub late_rows: Vec<u32>,
@@ -62,24 +60,12 @@ impl MiniSessions {
         let gap_ms = spec.kind.session_gap_ms().ok_or_else(|| {
             EngineError::Internal(format!("session stage for a {} window", spec.kind.name()))
         })?;
-        let converter = if layout.aggregation.group_keys.is_empty() {
-            None
-        } else {
-            let fields = layout
-                .aggregation
-                .group_keys
-                .iter()
-                .map(|k| SortField::new(k.data_type()))
-                .collect();
-            Some(RowConverter::new(fields)?)
-        };
-        let rows = converter.as_ref().map(|c| c.empty_rows(0, 0));
+        let rows = layout.empty_key_rows();
         Ok(MiniSessions {
             layout,
             gap_ms,
             lateness_ms: 0,
             time_column: spec.time_column,
-            converter,
             stats: MiniSessionStats::default(),
             late_rows: Vec::new(),
             rows,
@@ -127,21 +113,7 @@ impl MiniSessions {
             .ok_or_else(|| EngineError::Internal("session time column is not TIMESTAMP(3)".into()))?
             .values();
 
-        self.hashes.clear();
-        if let (Some(conv), Some(rows)) = (&self.converter, &mut self.rows) {
-            let keys = agg
-                .group_keys
-                .iter()
-                .map(|k| k.evaluate(batch))
-                .collect::<Result<Vec<_>>>()?;
-            rows.clear();
-            conv.append(rows, &keys)?;
-            self.hashes
-                .extend((0..n).map(|i| layout.hash_key(rows.row(i).data())));
-        } else {
-            let h = layout.hash_key(&[]);
-            self.hashes.resize(n, h);
-        }
+        layout.encode_keys(batch, &mut self.rows, &mut self.hashes)?;
         let args = agg
             .aggregates
             .iter()

@@ -162,7 +162,7 @@ fn produce_backlog(
 /// Checks `topic` holds exactly `events` records (the sum over its partitions of the high
 /// minus the low watermark): the mock cluster drops old batches silently when a partition
 /// outgrows its size limit, and a short read must be the source's fault, not the backlog's.
-fn check_backlog(bootstrap: &str, topic: &str, partitions: usize, events: u64) -> Result<()> {
+pub fn check_backlog(bootstrap: &str, topic: &str, partitions: usize, events: u64) -> Result<()> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
@@ -181,7 +181,8 @@ fn check_backlog(bootstrap: &str, topic: &str, partitions: usize, events: u64) -
     if held != events as i64 || low_max != 0 {
         return Err(BenchError::Kafka(format!(
             "{topic} holds {held} records (lowest offset up to {low_max}) after producing \
-             {events}: the mock cluster dropped records (ROUND_PARTITION_BYTES_MAX too large?)"
+             {events}: the mock cluster dropped or duplicated records (too many bytes per \
+             partition?)"
         )));
     }
     Ok(())

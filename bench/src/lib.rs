@@ -14,6 +14,8 @@
 //!   and their result check.
 //! - `latency*.rs`, `sweep.rs`, `plot_svg.rs`: open-loop latency through Kafka, rate sweep.
 //! - `checkpoint_bench.rs`: checkpoint duration, hot-path stall and recovery time per key count.
+//! - `group_bench.rs`, `group_bench_data.rs`, `group_processes.rs`: several `spillway run`
+//!   processes in group mode: throughput per process count and failover recovery time (checked).
 
 pub mod broker_floor;
 pub mod checking_sink;
@@ -24,6 +26,9 @@ pub mod eo_bench;
 pub mod error;
 pub mod figures;
 pub mod file_bench;
+pub mod group_bench;
+pub mod group_bench_data;
+pub mod group_processes;
 pub mod job_runner;
 pub mod kafka_bench;
 pub mod latency;

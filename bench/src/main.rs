@@ -9,6 +9,7 @@ use spillway_bench::broker_floor::{run_broker_floor, BrokerFloorArgs};
 use spillway_bench::checkpoint_bench::{run_checkpoint_bench, CheckpointArgs};
 use spillway_bench::dimension_bench::{render, run_dimension_bench, DimensionArgs};
 use spillway_bench::eo_bench::{run_eo_bench, EoArgs};
+use spillway_bench::group_bench::{run_group_bench, GroupArgs};
 use spillway_bench::latency_cli::{latency_command, sweep_command, LatencyArgs, SweepArgs};
 use spillway_bench::nexmark_bench::{run_nexmark, NexmarkArgs};
 use spillway_bench::trades_data::{TradeDataConfig, EVENT_RATE_DEFAULT};
@@ -73,6 +74,9 @@ enum Command {
     Dimension(DimensionArgs),
     /// The cost of exactly-once into Kafka against at-least-once, per checkpoint interval.
     ExactlyOnce(EoArgs),
+    /// Several `spillway run` processes sharing a job in group mode (mock cluster): checked
+    /// throughput per process count, or failover recovery time with --failover.
+    Group(GroupArgs),
 }
 
 #[derive(Args)]
@@ -152,6 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<(BenchSummary, bool)> {
         | Command::Checkpoint(_)
         | Command::Dimension(_)
         | Command::ExactlyOnce(_)
+        | Command::Group(_)
         | Command::BrokerFloor(_) => {
             anyhow::bail!("internal: latency and sweep are run by main")
         }
@@ -168,6 +173,11 @@ fn main() -> ExitCode {
         }
         Command::BrokerFloor(args) => Some(run_broker_floor(args).map(|t| print!("{t}"))),
         Command::ExactlyOnce(args) => Some(run_eo_bench(args).map(|t| print!("{t}"))),
+        Command::Group(args) => Some(
+            args.options()
+                .and_then(|o| run_group_bench(&o))
+                .map(|t| print!("{t}")),
+        ),
         Command::Dimension(args) => {
             Some(run_dimension_bench(args).map(|f| print!("{}", render(&f))))
         }

@@ -49,7 +49,28 @@ const SOURCE_KEYS: &[&str] = &[
     "scan.bounded.mode",
     "scan.connect.timeout",
     "source.record-bytes-max",
+    "scan.partition-assignment",
+    "scan.repartition.topic",
+    "scan.repartition.partitions",
 ];
+
+/// Largest `scan.repartition.partitions`.
+pub const REPARTITION_PARTITIONS_MAX: i32 = 4096;
+
+/// How a source's partitions are shared out (`scan.partition-assignment`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionAssignment {
+    /// This process reads every partition (default).
+    Static,
+    /// Processes share the partitions through the Kafka consumer group `group_id` (group mode:
+    /// rows travel to key owners through a repartition topic).
+    Group {
+        /// `scan.repartition.topic` (default `<group id>-repartition`).
+        repartition_topic: String,
+        /// `scan.repartition.partitions`; None: the source topic's partition count.
+        repartition_partitions: Option<i32>,
+    },
+}
 
 /// Where a source starts when it is not resumed from a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +101,8 @@ pub struct KafkaSourceOptions {
     pub connect_timeout_ms: u64,
     /// `source.record-bytes-max` (default 1 MiB).
     pub record_bytes_max: usize,
+    /// `scan.partition-assignment` and the repartition topic of group mode.
+    pub assignment: PartitionAssignment,
 }
 
 impl KafkaSourceOptions {
@@ -141,6 +164,7 @@ impl KafkaSourceOptions {
             .get("group.id")
             .cloned()
             .unwrap_or_else(|| format!("spillway-{table}"));
+        let assignment = parse_assignment(table, options, startup, &group_id, bounded)?;
         Ok(KafkaSourceOptions {
             common,
             group_id,
@@ -149,8 +173,81 @@ impl KafkaSourceOptions {
             bounded,
             connect_timeout_ms,
             record_bytes_max,
+            assignment,
         })
     }
+}
+
+/// `scan.partition-assignment` and, in group mode, its repartition options and preconditions.
+fn parse_assignment(
+    table: &str,
+    options: &BTreeMap<String, String>,
+    startup: StartupMode,
+    group_id: &str,
+    bounded: bool,
+) -> Result<PartitionAssignment> {
+    let mode = choice(
+        table,
+        options,
+        "scan.partition-assignment",
+        &["static", "group"],
+        "static",
+    )?;
+    if mode == "static" {
+        for key in ["scan.repartition.topic", "scan.repartition.partitions"] {
+            if options.contains_key(key) {
+                return Err(ConnectorError::config(
+                    table,
+                    format!("option '{key}' needs 'scan.partition-assignment' = 'group'"),
+                ));
+            }
+        }
+        return Ok(PartitionAssignment::Static);
+    }
+    let why = if startup != StartupMode::GroupOffsets {
+        Some("'scan.startup.mode' = 'group-offsets' (processes resume where the group stopped)")
+    } else if !options.contains_key("properties.group.id") {
+        Some("an explicit 'properties.group.id' (every process of the job names the same group)")
+    } else if bounded {
+        Some("an unbounded source (a bounded read has no end the whole group agrees on)")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        return Err(ConnectorError::config(
+            table,
+            format!("'scan.partition-assignment' = 'group' needs {why}"),
+        ));
+    }
+    let repartition_topic = match options.get("scan.repartition.topic") {
+        Some(t) if t.trim().is_empty() => {
+            return Err(ConnectorError::config(
+                table,
+                "option 'scan.repartition.topic' is empty",
+            ))
+        }
+        Some(t) => t.trim().to_string(),
+        None => format!("{group_id}-repartition"),
+    };
+    let repartition_partitions = match options.get("scan.repartition.partitions") {
+        None => None,
+        Some(v) => match v.trim().parse::<i32>() {
+            Ok(n) if (1..=REPARTITION_PARTITIONS_MAX).contains(&n) => Some(n),
+            _ => {
+                return Err(ConnectorError::config(
+                    table,
+                    format!(
+                        "option 'scan.repartition.partitions' = '{v}' is not a whole number \
+                         from 1 to {REPARTITION_PARTITIONS_MAX}"
+                    ),
+                ))
+            }
+        },
+    };
+    Ok(PartitionAssignment::Group {
+        repartition_topic,
+        repartition_partitions,
+    })
 }
 
 /// librdkafka settings of the source's consumers, chosen for low latency with high throughput;

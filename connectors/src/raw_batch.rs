@@ -22,6 +22,13 @@ pub struct RawBatch {
     pub oversized: u64,
     /// Records with an empty (null) payload skipped during this poll (Kafka tombstones).
     pub empty: u64,
+    /// Event-time marks without rows: `(partition, ts)` says partition `partition` has seen
+    /// events up to `ts` (ms), as if an event with that time had been read. A repartition
+    /// topic carries its writers' clocks this way (see `repartition_source`).
+    pub marks: Vec<(u32, i64)>,
+    /// Records skipped during this poll because they were already applied (a repartition
+    /// topic's rows written again after a writer restarted).
+    pub duplicates: u64,
 }
 
 impl RawBatch {
@@ -33,6 +40,8 @@ impl RawBatch {
         self.ended.clear();
         self.oversized = 0;
         self.empty = 0;
+        self.marks.clear();
+        self.duplicates = 0;
     }
 
     pub fn len(&self) -> usize {

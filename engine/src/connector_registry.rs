@@ -31,7 +31,7 @@ pub const SOURCE_CONNECTORS: &[&str] = &["kafka", "filesystem", "trades-generato
 pub const SINK_CONNECTORS: &[&str] = &["kafka", "upsert-kafka", "filesystem", "print", "blackhole"];
 
 /// The options a connector receives: everything but the engine's own (checked here).
-fn connector_options(table: &TableDef) -> Result<BTreeMap<String, String>> {
+pub fn connector_options(table: &TableDef) -> Result<BTreeMap<String, String>> {
     if let Some(f) = table.option("format") {
         if !f.eq_ignore_ascii_case("json") {
             return Err(EngineError::Config(format!(

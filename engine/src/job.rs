@@ -166,6 +166,10 @@ impl JobReport {
             ("empty payload", self.sum(|s| s.skipped_empty)),
         ]
     }
+    /// Repartition-topic rows skipped because they were already applied.
+    pub fn duplicates_skipped(&self) -> u64 {
+        self.sum(|s| s.skipped_duplicates)
+    }
     pub fn skipped_total(&self) -> u64 {
         self.skipped().iter().map(|(_, n)| n).sum()
     }
@@ -205,6 +209,8 @@ pub struct PreparedJob {
     pub dimension: Option<Arc<crate::dimension::DimensionSetup>>,
     /// The second stream of a join of two streams, if any.
     pub stream_join: Option<Arc<crate::stream_join::JoinInput>>,
+    /// Group mode: processes share the job through Kafka consumer groups (see `group/`).
+    pub group: Option<crate::group::GroupPlan>,
 }
 
 /// Picks the program's pipeline, builds and checks its connectors, discovers partitions.
@@ -255,6 +261,16 @@ pub fn prepare(program: &Program, opts: &JobOptions) -> Result<PreparedJob> {
         )?,
     };
     let sink = crate::late_sink::attach(program, &pipeline, sink, checkpoint.is_some())?;
+    let group = match &opts.source_override {
+        Some(_) => None,
+        None => crate::group::plan_group(
+            program,
+            &pipeline,
+            &source_table,
+            &sink_table,
+            checkpoint.as_ref(),
+        )?,
+    };
     let mut partitions = source.discover()?;
     partitions.sort();
     let dimension = crate::dimension::prepare(program, &pipeline, &opts.kafka_properties)?;
@@ -282,6 +298,7 @@ pub fn prepare(program: &Program, opts: &JobOptions) -> Result<PreparedJob> {
         checkpoint,
         dimension,
         stream_join,
+        group,
     })
 }
 
@@ -467,7 +484,10 @@ impl Drop for RunningGuard {
 }
 
 /// Runs a prepared job.
-pub fn run_prepared(job: PreparedJob, opts: &JobOptions) -> Result<JobReport> {
+pub fn run_prepared(mut job: PreparedJob, opts: &JobOptions) -> Result<JobReport> {
+    if let Some(plan) = job.group.take() {
+        return crate::group::run_group(job, plan, opts);
+    }
     let started = Instant::now();
     let n = job.shards;
     let mut checkpoints = match &job.checkpoint {

@@ -16,6 +16,7 @@ pub mod exchange_link;
 pub mod explain;
 pub mod expr;
 pub mod final_aggregate;
+pub mod group;
 pub mod group_table;
 pub mod job;
 pub mod late_sink;

@@ -148,6 +148,11 @@ pub struct JobMetrics {
     shards: Mutex<Vec<Arc<ShardMetrics>>>,
     /// Checkpoints of the job (written by its committer).
     pub checkpoints: CheckpointMetrics,
+    /// The number of this job's first shard (group mode: an instance's shard is numbered
+    /// after its repartition partition, so shards of one process's instances stay apart).
+    shard_base: usize,
+    /// Group mode: the blocks of the job instances running in this process.
+    children: Mutex<Vec<Arc<JobMetrics>>>,
 }
 
 /// What the committer publishes after each committed checkpoint.
@@ -171,7 +176,29 @@ impl JobMetrics {
             job: job.into(),
             shards: Mutex::new(Vec::new()),
             checkpoints: CheckpointMetrics::default(),
+            shard_base: 0,
+            children: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Group mode: the blocks of a job instance whose shard is numbered `shard_base`; its
+    /// shards show among this job's until [`JobMetrics::remove_child`].
+    pub fn child(&self, shard_base: usize) -> Arc<JobMetrics> {
+        let child = Arc::new(JobMetrics {
+            shard_base,
+            ..JobMetrics::new(self.job.clone())
+        });
+        self.lock_children().push(child.clone());
+        child
+    }
+
+    /// Forgets an instance's blocks (its partition went to another process).
+    pub fn remove_child(&self, child: &Arc<JobMetrics>) {
+        self.lock_children().retain(|c| !Arc::ptr_eq(c, child));
+    }
+
+    fn lock_children(&self) -> std::sync::MutexGuard<'_, Vec<Arc<JobMetrics>>> {
+        self.children.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Creates the blocks of a run, one per shard (`partitions[shard]` = its partitions),
@@ -180,15 +207,19 @@ impl JobMetrics {
         let blocks: Vec<Arc<ShardMetrics>> = partitions
             .iter()
             .enumerate()
-            .map(|(shard, parts)| Arc::new(ShardMetrics::new(shard, parts)))
+            .map(|(shard, parts)| Arc::new(ShardMetrics::new(self.shard_base + shard, parts)))
             .collect();
         *self.lock() = blocks.clone();
         blocks
     }
 
-    /// The blocks of the current run, in shard order.
+    /// The blocks of the current run, in shard order (then those of the job instances).
     pub fn shards(&self) -> Vec<Arc<ShardMetrics>> {
-        self.lock().clone()
+        let mut shards = self.lock().clone();
+        for child in self.lock_children().iter() {
+            shards.extend(child.shards());
+        }
+        shards
     }
 
     /// Records read by all shards so far.
@@ -290,6 +321,21 @@ mod tests {
                 partition,
             })
             .collect()
+    }
+
+    #[test]
+    fn group_instances_show_as_shards_numbered_by_partition_until_removed() {
+        let job = JobMetrics::new("q5");
+        job.start(&[parts(2)]);
+        let a = job.child(3);
+        let b = job.child(1);
+        a.start(&[parts(4)]);
+        b.start(&[parts(4)]);
+        let numbers: Vec<usize> = job.shards().iter().map(|s| s.shard).collect();
+        assert_eq!(numbers, vec![0, 3, 1]);
+        job.remove_child(&a);
+        let numbers: Vec<usize> = job.shards().iter().map(|s| s.shard).collect();
+        assert_eq!(numbers, vec![0, 1]);
     }
 
     #[test]

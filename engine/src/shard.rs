@@ -75,6 +75,8 @@ pub struct ShardReport {
     pub decode_samples: Vec<String>,
     pub skipped_oversized: u64,
     pub skipped_empty: u64,
+    /// Repartition-topic rows already applied (written again after a writer restarted).
+    pub skipped_duplicates: u64,
     pub rows_filtered_out: u64,
     pub late_events: u64,
     /// Too-late rows written to the late-data sink (`'late.sink'`).
@@ -341,6 +343,7 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
         decode_samples: Vec::new(),
         skipped_oversized: 0,
         skipped_empty: 0,
+        skipped_duplicates: 0,
         rows_filtered_out: 0,
         late_events: 0,
         late_rows_out: 0,
@@ -418,7 +421,11 @@ async fn run_shard_inner(ctx: ShardContext) -> Result<ShardReport> {
         for &p in &raw.ended {
             tracker.finish(p as usize);
         }
+        for &(p, ts) in &raw.marks {
+            tracker.observe(p as usize, ts, now);
+        }
         report.skipped_oversized += raw.oversized;
+        report.skipped_duplicates += raw.duplicates;
         report.skipped_empty += raw.empty;
         if !raw.is_empty() {
             report.records_in += raw.len() as u64;

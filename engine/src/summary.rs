@@ -66,6 +66,13 @@ pub fn summarize(report: &JobReport) -> String {
         let _ = write!(s, " ({})", reasons.join(", "));
     }
     let _ = writeln!(s);
+    let duplicates = report.duplicates_skipped();
+    if duplicates > 0 {
+        let _ = writeln!(
+            s,
+            "duplicates:     {duplicates} repartitioned rows sent again after a move, dropped"
+        );
+    }
     for sample in report.samples() {
         let _ = writeln!(s, "  e.g. {sample}");
     }

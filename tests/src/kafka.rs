@@ -2,12 +2,9 @@
 //! puts each record on a chosen partition and checks every delivery, and metadata look-ups.
 //! They work against librdkafka's mock cluster and against a real broker (tansu) alike.
 
-use std::future::Future;
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self, Thread};
+use std::sync::Mutex;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -23,25 +20,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Records queued in the producer before `send` waits for deliveries.
 const PRODUCER_QUEUE_RECORDS_MAX: usize = 100_000;
 
-/// Runs a future to completion on this thread (the Admin API returns futures; rdkafka runs
-/// them on its own thread, so all this needs is to wait for the wake-ups).
-pub fn block_on<F: Future>(future: F) -> F::Output {
-    struct ThreadWaker(Thread);
-    impl Wake for ThreadWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(v) => return v,
-            Poll::Pending => thread::park(),
-        }
-    }
-}
+pub use spillway_connectors::repartition_topic::block_on;
 
 /// Creates `topic` with `partitions` partitions (replication 1) through the Admin API (a real
 /// broker; librdkafka's mock cluster does not answer CreateTopics: use
@@ -349,6 +328,7 @@ pub fn high_watermarks(bootstrap: &str, topic: &str) -> Result<Vec<i64>, String>
 mod tests {
     use super::*;
     use spillway_connectors::embedded_kafka::EmbeddedKafka;
+    use std::sync::Arc;
 
     #[test]
     fn block_on_waits_for_another_thread() {

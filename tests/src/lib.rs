@@ -10,6 +10,7 @@
 
 pub mod compare;
 pub mod data;
+pub mod group_run;
 pub mod job;
 pub mod kafka;
 pub mod lateness_oracle;

@@ -172,6 +172,7 @@ pub async fn run_join_shard(ctx: ShardContext, input: Arc<JoinInput>) -> Result<
         decode_samples: Vec::new(),
         skipped_oversized: 0,
         skipped_empty: 0,
+        skipped_duplicates: 0,
         rows_filtered_out: 0,
         late_events: 0,
         late_partial_groups: 0,

@@ -1,0 +1,288 @@
+//! Runs a job in group mode in this process: the forwarder (stage A) and the job instances of
+//! the repartition partitions the aggregate group gives this process (stage B).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+use spillway_connectors::kafka_options::client_config;
+use spillway_connectors::repartition_source::RepartitionSourceFactory;
+use spillway_connectors::repartition_topic::ensure_repartition_topic;
+
+use super::forwarder::{run_forwarder, ForwarderSetup, ForwarderStats};
+use super::membership::{lock, InstanceSpawner, Instances, MembershipContext};
+use super::plan::{partition_dir_name, GroupPlan};
+use crate::error::{EngineError, Result};
+use crate::job::{prepare, run_prepared, JobOptions, JobReport, PreparedJob};
+use crate::metrics::JobMetrics;
+
+/// How often the runner polls the membership consumer (rebalance callbacks run in the poll)
+/// and checks the forwarder and the instances.
+const MEMBERSHIP_POLL_MS: u64 = 100;
+
+/// Runs `job` (prepared with a group plan) until `opts.stop` is set or a part fails.
+pub fn run_group(job: PreparedJob, plan: GroupPlan, opts: &JobOptions) -> Result<JobReport> {
+    let started = Instant::now();
+    let timeout = Duration::from_millis(plan.source.connect_timeout_ms);
+    let source_partitions = job.partitions.len() as i32;
+    let table = plan.source_table.clone();
+    let repartition_partitions = ensure_repartition_topic(
+        &plain_config(&plan, "admin"),
+        &plan.repartition_topic,
+        plan.repartition_partitions,
+        source_partitions,
+        timeout,
+    )?;
+    tracing::info!(
+        "group mode: group '{}' reads '{}' ({source_partitions} partitions) into '{}' \
+         ({repartition_partitions} partitions); job instances join '{}'",
+        plan.source.group_id,
+        plan.source.common.topic,
+        plan.repartition_topic,
+        plan.aggregate_group_id()
+    );
+
+    let forwarder_stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(ForwarderStats::default());
+    let setup = ForwarderSetup {
+        table: job.source_table.clone(),
+        pipeline: job.pipeline.clone(),
+        consumer_config: plan.source.consumer_config(&table, "forwarder"),
+        producer_config: plain_config(&plan, "forwarder-producer"),
+        source_topic: plan.source.common.topic.clone(),
+        repartition_topic: plan.repartition_topic.clone(),
+        repartition_partitions,
+        batch_rows_max: opts.limits.batch_rows_max,
+        batch_bytes_max: opts.limits.batch_bytes_max,
+        record_bytes_max: plan.source.record_bytes_max,
+        stop: forwarder_stop.clone(),
+        stats: stats.clone(),
+    };
+    let forwarder = std::thread::Builder::new()
+        .name("spillway-forwarder".into())
+        .spawn(move || run_forwarder(setup))
+        .map_err(|e| EngineError::io("cannot start the forwarder thread", e))?;
+
+    let spawner = Spawner {
+        plan: plan.clone(),
+        opts: opts.clone(),
+        cores: job.cores.clone(),
+        source_partitions,
+        timeout,
+    };
+    let instances = Arc::new(Mutex::new(Instances::new(Box::new(spawner))));
+    let outcome = membership_loop(&plan, opts, &instances, &forwarder);
+
+    // Stop reading first, so nothing new enters the repartition topic; then the instances
+    // take their final checkpoints; then the member leaves the group.
+    forwarder_stop.store(true, Ordering::Release);
+    let forwarder_outcome = match forwarder.join() {
+        Ok(r) => r,
+        Err(_) => Err(EngineError::Internal(
+            "the forwarder thread panicked".into(),
+        )),
+    };
+    // The lock is released before the member leaves: leaving runs the revoke callback, which
+    // takes it (finding nothing left to stop).
+    lock(&instances).stop_all();
+    if let Ok(consumer) = &outcome {
+        consumer.unsubscribe();
+    }
+    let consumer = outcome?;
+    drop(consumer);
+    forwarder_outcome?;
+    let mut instances = lock(&instances);
+    if let Some(e) = instances.error.take() {
+        return Err(e);
+    }
+    let shards = instances.reports.drain(..).flat_map(|r| r.shards).collect();
+    tracing::info!(
+        "group mode: {} rows forwarded, {} time marks, {} rebalances of the aggregate group",
+        stats.rows_forwarded.load(Ordering::Relaxed),
+        stats.marks_sent.load(Ordering::Relaxed),
+        instances.rebalances
+    );
+    Ok(JobReport {
+        shards,
+        elapsed: started.elapsed(),
+        checkpoints: None,
+    })
+}
+
+/// Joins the aggregate group and polls it until the stop flag, a failed instance or a
+/// failed forwarder; returns the member (still in the group) so that the caller leaves after
+/// stopping the instances.
+fn membership_loop(
+    plan: &GroupPlan,
+    opts: &JobOptions,
+    instances: &Arc<Mutex<Instances>>,
+    forwarder: &JoinHandle<Result<()>>,
+) -> Result<BaseConsumer<MembershipContext>> {
+    let mut config = plan.source.consumer_config(&plan.source_table, "member");
+    config.set("group.id", plan.aggregate_group_id());
+    config.set("partition.assignment.strategy", "cooperative-sticky");
+    let context = MembershipContext {
+        topic: plan.repartition_topic.clone(),
+        instances: instances.clone(),
+    };
+    let consumer: BaseConsumer<MembershipContext> =
+        config.create_with_context(context).map_err(|e| {
+            EngineError::Config(format!(
+                "cannot create the member of group '{}': {e}",
+                plan.aggregate_group_id()
+            ))
+        })?;
+    consumer
+        .subscribe(&[plan.repartition_topic.as_str()])
+        .map_err(|e| {
+            EngineError::Config(format!(
+                "cannot join group '{}' on '{}': {e}",
+                plan.aggregate_group_id(),
+                plan.repartition_topic
+            ))
+        })?;
+    loop {
+        if opts.stop.load(Ordering::Acquire) {
+            return Ok(consumer);
+        }
+        // Rows never arrive (the partitions are paused); errors are transient broker states
+        // that librdkafka retries.
+        if let Some(Err(e)) = consumer.poll(Duration::from_millis(MEMBERSHIP_POLL_MS)) {
+            tracing::warn!("group '{}': {e}", plan.aggregate_group_id());
+        }
+        if forwarder.is_finished() {
+            // The forwarder ends by itself only with an error (the caller reports it).
+            return Ok(consumer);
+        }
+        let mut i = lock(instances);
+        i.reap();
+        if let Some(e) = i.error.take() {
+            return Err(e);
+        }
+    }
+}
+
+/// librdkafka properties only a consumer takes: a source table's `properties.*` may set them,
+/// and the forwarder's producer and the admin client must not get them (librdkafka warns).
+const CONSUMER_ONLY_PROPERTIES: &[&str] = &[
+    "group.id",
+    "group.instance.id",
+    "group.protocol",
+    "group.remote.assignor",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "partition.assignment.strategy",
+    "coordinator.query.interval.ms",
+    "auto.offset.reset",
+    "enable.auto.commit",
+    "auto.commit.interval.ms",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "isolation.level",
+    "check.crcs",
+    "fetch.wait.max.ms",
+    "fetch.min.bytes",
+    "fetch.max.bytes",
+    "fetch.message.max.bytes",
+    "fetch.queue.backoff.ms",
+    "fetch.error.backoff.ms",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+];
+
+/// A client configuration with the table's servers and properties, without consumer settings.
+fn plain_config(plan: &GroupPlan, client_suffix: &str) -> ClientConfig {
+    let mut config = client_config(&[], &plan.source.common.properties);
+    for key in CONSUMER_ONLY_PROPERTIES {
+        config.remove(key);
+    }
+    config.set("bootstrap.servers", &plan.source.common.bootstrap_servers);
+    config.set(
+        "client.id",
+        format!("spillway-{}-{client_suffix}", plan.source_table),
+    );
+    config
+}
+
+/// Starts job instances: each is the ordinary job on one shard, reading one repartition
+/// partition, with its checkpoints and sink files in that partition's directories.
+struct Spawner {
+    plan: GroupPlan,
+    opts: JobOptions,
+    cores: Vec<usize>,
+    source_partitions: i32,
+    timeout: Duration,
+}
+
+impl InstanceSpawner for Spawner {
+    fn spawn(
+        &self,
+        partition: i32,
+        slot: usize,
+    ) -> Result<(Arc<AtomicBool>, JoinHandle<Result<JobReport>>)> {
+        let program = self.plan.instance_program(partition);
+        let source = RepartitionSourceFactory::new(
+            &self.plan.source_table,
+            self.plan
+                .source
+                .consumer_config(&self.plan.source_table, &format!("partition-{partition}")),
+            &self.plan.repartition_topic,
+            partition,
+            &self.plan.source.common.topic,
+            self.source_partitions,
+            self.plan.source.record_bytes_max,
+            self.timeout,
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let core = self.cores[slot % self.cores.len().max(1)];
+        // The instance's shard shows in the job's metrics as shard number `partition`.
+        let metrics = self
+            .opts
+            .metrics
+            .as_ref()
+            .map(|m| ChildMetrics(m.clone(), m.child(partition.max(0) as usize)));
+        let opts = JobOptions {
+            shards: Some(1),
+            cores: Some(vec![core]),
+            stop: stop.clone(),
+            source_override: Some(Arc::new(source)),
+            metrics: metrics.as_ref().map(|m| m.1.clone()),
+            ..self.opts.clone()
+        };
+        let lock_path = self
+            .plan
+            .checkpoint
+            .dir
+            .join(format!("{}.lock", partition_dir_name(partition)));
+        let thread = std::thread::Builder::new()
+            .name(format!("spillway-partition-{partition}"))
+            .spawn(move || {
+                let _metrics = metrics;
+                let started = Instant::now();
+                let Some(_lock) = super::partition_lock::acquire(&lock_path, &opts.stop)? else {
+                    // Stopped (revoked) before the previous owner let go.
+                    return Ok(JobReport {
+                        shards: Vec::new(),
+                        elapsed: started.elapsed(),
+                        checkpoints: None,
+                    });
+                };
+                prepare(&program, &opts).and_then(|job| run_prepared(job, &opts))
+            })
+            .map_err(|e| EngineError::io("cannot start a job instance thread", e))?;
+        Ok((stop, thread))
+    }
+}
+
+/// A job instance's metric blocks inside the job's: removed when the instance ends.
+struct ChildMetrics(Arc<JobMetrics>, Arc<JobMetrics>);
+
+impl Drop for ChildMetrics {
+    fn drop(&mut self) {
+        self.0.remove_child(&self.1);
+    }
+}

@@ -56,6 +56,8 @@ use crate::window_operator::AggregateLayout;
 
 /// How long the first poll of a batch waits for a record (later polls do not wait).
 const POLL_WAIT_MS: u64 = 2;
+/// How often an idle forwarder commits its acknowledged offsets again.
+const COMMIT_REFRESH_MS: u64 = 1_000;
 /// How long the forwarder waits for the repartition topic to acknowledge a batch (including
 /// waits for room in the producer queue) before it fails. Generous: a forwarder that fails
 /// stops its process, which is worse than a slow broker.
@@ -181,6 +183,8 @@ struct Forwarder {
     hashes: Vec<u64>,
     ts_batch: BTreeMap<i32, i64>,
     warn_limiter: WarnLimiter,
+    /// When the acknowledged offsets were last committed again while idle.
+    commit_refreshed: Instant,
 }
 
 impl Forwarder {
@@ -314,6 +318,7 @@ impl Forwarder {
             hashes: Vec::new(),
             ts_batch: BTreeMap::new(),
             warn_limiter: WarnLimiter::default(),
+            commit_refreshed: Instant::now(),
         })
     }
 
@@ -327,8 +332,34 @@ impl Forwarder {
                 ctx.wait_for_acks()?;
             }
             self.commit_batch()?;
+            if self.batch_next.is_empty()
+                && self.commit_refreshed.elapsed() >= Duration::from_millis(COMMIT_REFRESH_MS)
+            {
+                self.refresh_commits();
+            }
         }
         Ok(())
+    }
+
+    /// Commits every owned partition's acknowledged offset again while no records arrive:
+    /// an asynchronous commit refused during a rebalance is otherwise not repeated until the
+    /// next record of that partition (the group's lag would stay wrong, though harmless).
+    fn refresh_commits(&mut self) {
+        self.commit_refreshed = Instant::now();
+        let ctx = self.consumer.context();
+        let offsets: Vec<(i32, i64)> = lock(&ctx.owned)
+            .clocks
+            .iter()
+            .filter_map(|(&p, c)| c.next_offset.map(|n| (p, n)))
+            .collect();
+        if offsets.is_empty() {
+            return;
+        }
+        if let Err(e) = ctx.commit(&self.consumer, &offsets, CommitMode::Async) {
+            if let Some(suppressed) = self.warn_limiter.allow() {
+                tracing::warn!("{e} ({suppressed} similar warnings suppressed)");
+            }
+        }
     }
 
     /// Takes up to `batch_rows_max` records into `raw` (and their next offsets into

@@ -409,6 +409,7 @@ fn setup_run(opts: &GroupBenchOptions, name: &str) -> Result<RunSetup> {
     let partitions = opts.partitions as i32;
     kafka.create_topic(&topic, partitions)?;
     kafka.create_topic(&format!("{group}-repartition"), partitions)?;
+    kafka.create_topic(&format!("{group}-state"), partitions)?;
     let scratch = tempfile::Builder::new()
         .prefix(&format!("spillway-group-{name}-"))
         .tempdir()

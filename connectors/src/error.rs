@@ -19,6 +19,9 @@ pub enum ConnectorError {
     /// A named limit was reached.
     #[error("limit reached: {0}")]
     Limit(String),
+    /// Another process took over a partition this process was working on (group mode).
+    #[error("fenced: {0}")]
+    Fenced(String),
     /// A bug in spillway.
     #[error("internal error (a bug in spillway): {0}")]
     Internal(String),

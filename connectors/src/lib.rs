@@ -34,6 +34,7 @@ pub mod raw_batch;
 pub mod repartition;
 pub mod repartition_source;
 pub mod repartition_topic;
+pub mod state_topic;
 pub mod table_options;
 pub mod timestamp;
 pub mod trades_generator;

@@ -1,4 +1,5 @@
-//! The repartition topic of a job in group mode: found, or created through the Admin API.
+//! The repartition and state topics of a job in group mode: found, or created through the
+//! Admin API.
 //!
 //! Every process of the job calls [`ensure_repartition_topic`] at start; the first creates the
 //! topic, the others find it (a creation race ends in "already exists", which is fine).
@@ -80,15 +81,56 @@ pub fn ensure_repartition_topic(
         };
     }
     let partitions = wanted.unwrap_or(default_partitions).max(1);
+    let n = create_topic(config, topic, "repartition", partitions, "delete", timeout)?;
+    if wanted.is_some_and(|w| w != n) {
+        return Err(ConnectorError::Kafka(format!(
+            "the repartition topic '{topic}' was created with {n} partitions, not {partitions}"
+        )));
+    }
+    Ok(n)
+}
+
+/// Makes sure the compacted state topic exists with `partitions` partitions (one per
+/// repartition partition).
+pub fn ensure_state_topic(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<()> {
+    let n = match topic_partition_count(config, topic, timeout)? {
+        Some(n) => n,
+        None => create_topic(config, topic, "state", partitions, "compact", timeout)?,
+    };
+    if n != partitions {
+        return Err(ConnectorError::Kafka(format!(
+            "the state topic '{topic}' has {n} partitions, but the repartition topic has \
+             {partitions}: partition r of the state topic holds repartition partition r's \
+             checkpoints (create it with {partitions} partitions and cleanup.policy=compact)"
+        )));
+    }
+    Ok(())
+}
+
+/// Creates `topic` (a creation race ends in "already exists", which is fine) and returns the
+/// partition count it has afterwards.
+fn create_topic(
+    config: &ClientConfig,
+    topic: &str,
+    role: &str,
+    partitions: i32,
+    cleanup_policy: &str,
+    timeout: Duration,
+) -> Result<i32> {
     let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| {
         ConnectorError::Kafka(format!("cannot create an admin client for '{topic}': {e}"))
     })?;
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1))
-        .set("cleanup.policy", "delete");
+        .set("cleanup.policy", cleanup_policy);
     let options = AdminOptions::new().operation_timeout(Some(timeout));
     let created = block_on(admin.create_topics([&new_topic], &options)).map_err(|e| {
         ConnectorError::Kafka(format!(
-            "cannot create the repartition topic '{topic}' ({partitions} partitions): {e}; \
+            "cannot create the {role} topic '{topic}' ({partitions} partitions): {e}; \
              create it with the brokers' tools"
         ))
     })?;
@@ -97,8 +139,8 @@ pub fn ensure_repartition_topic(
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((_, code)) => {
                 return Err(ConnectorError::Kafka(format!(
-                    "cannot create the repartition topic '{topic}' ({partitions} partitions): \
-                     {code}; create it with the brokers' tools"
+                    "cannot create the {role} topic '{topic}' ({partitions} partitions): \
+                     {code}; create it with the brokers' tools (cleanup.policy={cleanup_policy})"
                 )))
             }
         }
@@ -107,16 +149,11 @@ pub fn ensure_repartition_topic(
     let deadline = std::time::Instant::now() + timeout;
     loop {
         if let Some(n) = topic_partition_count(config, topic, timeout)? {
-            if wanted.is_some_and(|w| w != n) {
-                return Err(ConnectorError::Kafka(format!(
-                    "the repartition topic '{topic}' was created with {n} partitions, not {partitions}"
-                )));
-            }
             return Ok(n);
         }
         if std::time::Instant::now() >= deadline {
             return Err(ConnectorError::Kafka(format!(
-                "the repartition topic '{topic}' was created but its metadata did not appear \
+                "the {role} topic '{topic}' was created but its metadata did not appear \
                  within {timeout:?}"
             )));
         }
@@ -151,5 +188,19 @@ mod tests {
         );
         let e = ensure_repartition_topic(&c, "g-repartition", Some(4), 8, t).unwrap_err();
         assert!(e.to_string().contains("has 3 partitions"), "{e}");
+    }
+
+    #[test]
+    fn a_state_topic_needs_one_partition_per_repartition_partition() {
+        let kafka = EmbeddedKafka::start(1).unwrap();
+        kafka.create_topic("g-state", 3).unwrap();
+        let c = config(&kafka.bootstrap_servers());
+        let t = Duration::from_secs(10);
+        ensure_state_topic(&c, "g-state", 3, t).unwrap();
+        let e = ensure_state_topic(&c, "g-state", 4, t).unwrap_err();
+        assert!(
+            e.to_string().contains("has 3 partitions") && e.to_string().contains("compact"),
+            "{e}"
+        );
     }
 }

@@ -19,12 +19,20 @@ pub fn explain(job: &PreparedJob, pin_cores: bool) -> String {
     let _ = writeln!(s, "source: {}", job.source.describe());
     let _ = writeln!(s, "sink:   {}", job.sink.describe());
     if let Some(g) = &job.group {
+        let storage = match &g.storage {
+            crate::group::plan::StateStorage::KafkaTopic(t) => {
+                format!("checkpoints published to state topic '{t}'")
+            }
+            crate::group::plan::StateStorage::SharedDirectory => {
+                "checkpoints on the shared directory".to_string()
+            }
+        };
         let _ = writeln!(
             s,
             "group mode: this process reads the source partitions group '{}' gives it and \
              sends rows by GROUP BY key to '{}'; it runs one job instance (one shard, state in \
-             {}/partition-<r>) per partition group '{}' gives it; the plan below is an \
-             instance's",
+             {}/partition-<r>, {storage}) per partition group '{}' gives it; the plan below is \
+             an instance's",
             g.source.group_id,
             g.repartition_topic,
             g.checkpoint.dir.display(),

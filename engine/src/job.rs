@@ -10,7 +10,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use spillway_connectors::{EpochSinkContext, PartitionInfo, SinkFactory, SourceFactory};
 
 use crate::catalog::TableDef;
-use crate::checkpoint::committer::{CheckpointSummary, Committer};
+use crate::checkpoint::committer::{CheckpointSummary, Committer, SharedPublisher};
 use crate::checkpoint::control::EpochControl;
 use crate::checkpoint::job_marker::{generation_dir, generations, JobMarker};
 use crate::checkpoint::shard_checkpoint::ShardCheckpointSetup;
@@ -49,6 +49,8 @@ pub struct JobOptions {
     pub checkpoint: Option<CheckpointConfig>,
     /// Checkpoint settings of the tuning profile (store limits, io_uring depth, defaults).
     pub checkpoint_tuning: CheckpointTuning,
+    /// Publishes every committed checkpoint (group mode's state topic).
+    pub checkpoint_publisher: Option<SharedPublisher>,
 }
 
 impl Default for JobOptions {
@@ -65,6 +67,7 @@ impl Default for JobOptions {
             metrics: None,
             checkpoint: None,
             checkpoint_tuning: CheckpointTuning::default(),
+            checkpoint_publisher: None,
         }
     }
 }
@@ -271,6 +274,9 @@ pub fn prepare(program: &Program, opts: &JobOptions) -> Result<PreparedJob> {
             checkpoint.as_ref(),
         )?,
     };
+    if group.is_none() && opts.source_override.is_none() {
+        crate::group::plan::refuse_group_settings(program)?;
+    }
     let mut partitions = source.discover()?;
     partitions.sort();
     let dimension = crate::dimension::prepare(program, &pipeline, &opts.kafka_properties)?;
@@ -334,6 +340,7 @@ fn start_checkpoints(
     job: &PreparedJob,
     cfg: &CheckpointConfig,
     metrics: Option<&Arc<JobMetrics>>,
+    publisher: Option<&SharedPublisher>,
 ) -> Result<CheckpointStart> {
     let n = job.shards;
     let query = query_fingerprint(job);
@@ -465,6 +472,7 @@ fn start_checkpoints(
             job.source.offset_committer()?
         },
         metrics: metrics.cloned(),
+        publisher: publisher.cloned(),
     };
     Ok(CheckpointStart {
         shards,
@@ -491,7 +499,12 @@ pub fn run_prepared(mut job: PreparedJob, opts: &JobOptions) -> Result<JobReport
     let started = Instant::now();
     let n = job.shards;
     let mut checkpoints = match &job.checkpoint {
-        Some(cfg) => Some(start_checkpoints(&job, cfg, opts.metrics.as_ref())?),
+        Some(cfg) => Some(start_checkpoints(
+            &job,
+            cfg,
+            opts.metrics.as_ref(),
+            opts.checkpoint_publisher.as_ref(),
+        )?),
         None => None,
     };
     // One bounded ring per ordered pair of shards.

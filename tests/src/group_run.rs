@@ -47,8 +47,40 @@ pub struct GroupJobSpec {
     pub idle_timeout_s: u64,
     /// The exactly-once filesystem sink's directory (shared by every process).
     pub out: PathBuf,
-    /// `checkpoint.dir` (shared by every process).
-    pub state: PathBuf,
+    /// Where the partitions' checkpoints live.
+    pub storage: GroupStorage,
+}
+
+/// Where a group job keeps its partitions' checkpoints.
+#[derive(Debug, Clone)]
+pub enum GroupStorage {
+    /// The state topic (`<group>-state`); each process gets its own local working directory
+    /// `<dir>/<process name>` (`--checkpoint-dir`), so state moves only through Kafka.
+    StateTopic(PathBuf),
+    /// `SET 'checkpoint.storage' = 'shared-directory'`: this `checkpoint.dir`, shared by every
+    /// process.
+    SharedDirectory(PathBuf),
+}
+
+impl GroupStorage {
+    /// The SQL settings this storage needs.
+    fn settings(&self) -> String {
+        match self {
+            GroupStorage::StateTopic(_) => String::new(),
+            GroupStorage::SharedDirectory(dir) => format!(
+                "SET 'checkpoint.dir' = '{}';\n         SET 'checkpoint.storage' = 'shared-directory';",
+                dir.display()
+            ),
+        }
+    }
+
+    /// The local checkpoint directory of process `name`, when each has its own.
+    fn process_dir(&self, name: &str) -> Option<PathBuf> {
+        match self {
+            GroupStorage::StateTopic(dir) => Some(dir.join(name)),
+            GroupStorage::SharedDirectory(_) => None,
+        }
+    }
 }
 
 /// The SQL of the job: the trades statistics per TUMBLE window and symbol over a Kafka source
@@ -70,7 +102,7 @@ pub fn group_job_sql(spec: &GroupJobSpec) -> String {
          CREATE TABLE stats (symbol STRING, window_start TIMESTAMP(3), window_end TIMESTAMP(3),
            trades BIGINT, volume BIGINT, avg_price DOUBLE, low DOUBLE, high DOUBLE)
          WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');
-         SET 'checkpoint.dir' = '{state}';
+         {storage}
          SET 'checkpoint.interval' = '200 ms';
          INSERT INTO stats
          SELECT symbol, window_start, window_end,
@@ -83,7 +115,7 @@ pub fn group_job_sql(spec: &GroupJobSpec) -> String {
         group = spec.group,
         idle = spec.idle_timeout_s,
         out = spec.out.display(),
-        state = spec.state.display(),
+        storage = spec.storage.settings(),
         window = spec.window_ms,
     )
 }
@@ -170,15 +202,18 @@ struct Member {
 pub struct GroupProcesses {
     sql: PathBuf,
     log_dir: PathBuf,
+    storage: GroupStorage,
     members: Vec<Member>,
 }
 
 impl GroupProcesses {
-    /// Processes that run `sql` and write their logs `<name>.log` into `log_dir`.
-    pub fn new(sql: &Path, log_dir: &Path) -> Self {
+    /// Processes that run `sql` with checkpoints in `storage` and write their logs
+    /// `<name>.log` into `log_dir`.
+    pub fn new(sql: &Path, log_dir: &Path, storage: &GroupStorage) -> Self {
         GroupProcesses {
             sql: sql.to_path_buf(),
             log_dir: log_dir.to_path_buf(),
+            storage: storage.clone(),
             members: Vec::new(),
         }
     }
@@ -189,7 +224,7 @@ impl GroupProcesses {
             return Err(format!("process {name} was started before"));
         }
         let log = self.log_dir.join(format!("{name}.log"));
-        let child = start_group_run(&self.sql, &log)?;
+        let child = start_group_run(&self.sql, &log, self.storage.process_dir(name).as_deref())?;
         self.members.push(Member {
             name: name.to_string(),
             log,
@@ -198,6 +233,20 @@ impl GroupProcesses {
             stopped_by_test: false,
         });
         Ok(())
+    }
+
+    /// The names of the processes whose log has a line containing every one of `needles`.
+    pub fn logs_with_line(&self, needles: &[&str]) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|m| {
+                std::fs::read_to_string(&m.log).is_ok_and(|text| {
+                    text.lines()
+                        .any(|line| needles.iter().all(|n| line.contains(n)))
+                })
+            })
+            .map(|m| m.name.clone())
+            .collect()
     }
 
     fn member(&mut self, name: &str) -> Result<&mut Member, String> {
@@ -357,15 +406,20 @@ impl GroupProcesses {
 
 /// Starts `spillway run SQL --shards 1 --no-pin` with its output in `log` and
 /// [`GROUP_LOG_FILTER`] as its log filter.
-fn start_group_run(sql: &Path, log: &Path) -> Result<Child, String> {
+fn start_group_run(sql: &Path, log: &Path, checkpoint_dir: Option<&Path>) -> Result<Child, String> {
     let out = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let err = out
         .try_clone()
         .map_err(|e| format!("{}: {e}", log.display()))?;
-    Command::new(spillway_binary())
+    let mut command = Command::new(spillway_binary());
+    command
         .arg("run")
         .arg(sql)
-        .args(["--shards", "1", "--no-pin"])
+        .args(["--shards", "1", "--no-pin"]);
+    if let Some(dir) = checkpoint_dir {
+        command.arg("--checkpoint-dir").arg(dir);
+    }
+    command
         .env("RUST_LOG", GROUP_LOG_FILTER)
         .env("NO_COLOR", "1")
         .stdout(Stdio::from(out))
@@ -434,7 +488,7 @@ mod tests {
             window_ms: 100,
             idle_timeout_s: 60,
             out: PathBuf::from("/x/out"),
-            state: PathBuf::from("/x/state"),
+            storage: GroupStorage::SharedDirectory(PathBuf::from("/x/state")),
         });
         for part in [
             "'scan.partition-assignment' = 'group'",
@@ -444,6 +498,7 @@ mod tests {
             "'scan.watermark.idle-timeout' = '60 s'",
             "'path' = '/x/out'",
             "SET 'checkpoint.dir' = '/x/state'",
+            "SET 'checkpoint.storage' = 'shared-directory'",
             "INTERVAL '300' MILLISECOND",
             "INTERVAL '100' MILLISECOND))",
         ] {

@@ -20,7 +20,7 @@ use spillway_tests::compare::compare_rows;
 use spillway_tests::data::{generate_trades, produce_lines, PartitionBy, TimeFormat, TradeSpec};
 use spillway_tests::group_run::{
     group_committed_rows, group_job_sql, max_event_ts, repeated_results, sentinel_line,
-    window_end_ms, GroupJobSpec, GroupProcesses,
+    window_end_ms, GroupJobSpec, GroupProcesses, GroupStorage,
 };
 use spillway_tests::job::Scratch;
 use spillway_tests::kafka::{
@@ -54,7 +54,13 @@ fn trades(events: usize, seed: u64, symbols: usize, events_per_second: u64) -> V
     })
 }
 
-fn job_spec(scratch: &Scratch, bootstrap: &str, topic: &str, group: &str) -> GroupJobSpec {
+fn job_spec(
+    scratch: &Scratch,
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    storage: GroupStorage,
+) -> GroupJobSpec {
     GroupJobSpec {
         bootstrap: bootstrap.to_string(),
         topic: topic.to_string(),
@@ -63,7 +69,7 @@ fn job_spec(scratch: &Scratch, bootstrap: &str, topic: &str, group: &str) -> Gro
         window_ms: WINDOW_MS,
         idle_timeout_s: IDLE_TIMEOUT_S,
         out: scratch.path("out"),
-        state: scratch.path("state"),
+        storage,
     }
 }
 
@@ -73,7 +79,7 @@ fn processes_for(scratch: &Scratch, spec: &GroupJobSpec) -> GroupProcesses {
     std::fs::write(&sql, group_job_sql(spec)).expect("write the job's SQL");
     let logs = scratch.path("logs");
     std::fs::create_dir_all(&logs).expect("log directory");
-    GroupProcesses::new(&sql, &logs)
+    GroupProcesses::new(&sql, &logs, &spec.storage)
 }
 
 /// One sentinel per partition of `topic`, after everything else on it.
@@ -177,7 +183,13 @@ fn processes_join_leave_and_crash_on_the_mock_cluster() {
     kafka
         .create_topic(&format!("{GROUP}-repartition"), PARTITIONS)
         .expect("repartition topic");
-    let spec = job_spec(&scratch, &bootstrap, TOPIC, GROUP);
+    kafka
+        .create_topic(&format!("{GROUP}-state"), PARTITIONS)
+        .expect("state topic");
+    // Each process keeps its own local checkpoint directory: a partition's state reaches its
+    // next owner only through the state topic.
+    let storage = GroupStorage::StateTopic(scratch.path("state"));
+    let spec = job_spec(&scratch, &bootstrap, TOPIC, GROUP, storage);
     let mut processes = processes_for(&scratch, &spec);
     let quarter = lines.len() / 4;
     let chunks: Vec<&[String]> = lines.chunks(quarter).collect();
@@ -221,6 +233,12 @@ fn processes_join_leave_and_crash_on_the_mock_cluster() {
     );
 
     finish_and_check(&mut processes, &spec.out, &expected, started);
+    let restorers = processes.logs_with_line(&["restored checkpoint", "from state topic"]);
+    assert!(
+        !restorers.is_empty(),
+        "no process restored a partition's checkpoint from the state topic"
+    );
+    eprintln!("restored from the state topic by: {restorers:?}");
 
     // The forwarders committed every source offset (the next one to read) to the group.
     let ends = high_watermarks(&bootstrap, TOPIC).expect("ends");
@@ -262,7 +280,8 @@ fn a_window_waits_for_partitions_read_by_other_processes() {
     kafka
         .create_topic(&format!("{GROUP}-repartition"), PARTITIONS)
         .expect("repartition topic");
-    let spec = job_spec(&scratch, &bootstrap, TOPIC, GROUP);
+    let storage = GroupStorage::SharedDirectory(scratch.path("state"));
+    let spec = job_spec(&scratch, &bootstrap, TOPIC, GROUP, storage);
     let mut processes = processes_for(&scratch, &spec);
 
     let to = |p: i32, lines: &[String]| -> Vec<(i32, Vec<u8>)> {
@@ -360,7 +379,8 @@ fn processes_share_a_job_on_tansu() {
     let bootstrap = tansu.bootstrap_servers();
     // The source topic only: spillway creates the repartition topic itself.
     tansu.create_topic(TOPIC, PARTITIONS).expect("source topic");
-    let spec = job_spec(&scratch, &bootstrap, TOPIC, GROUP);
+    let storage = GroupStorage::StateTopic(scratch.path("state"));
+    let spec = job_spec(&scratch, &bootstrap, TOPIC, GROUP, storage);
     let mut processes = processes_for(&scratch, &spec);
     let third = lines.len().div_ceil(3);
     let chunks: Vec<&[String]> = lines.chunks(third).collect();
@@ -389,6 +409,11 @@ fn processes_share_a_job_on_tansu() {
         Ok(PARTITIONS as usize),
         "spillway created the repartition topic with the source's partition count"
     );
+    assert_eq!(
+        topic_partitions(&bootstrap, &format!("{GROUP}-state")),
+        Ok(PARTITIONS as usize),
+        "spillway created the state topic with one partition per repartition partition"
+    );
 
     produce_round_robin(
         &bootstrap,
@@ -399,6 +424,11 @@ fn processes_share_a_job_on_tansu() {
     );
     processes.start("p3").expect("start p3");
     std::thread::sleep(Duration::from_secs(3));
+    let took = processes
+        .terminate("p2", STOP_TIMEOUT)
+        .unwrap_or_else(|e| panic!("p2 leaves: {e}\ntansu's log:\n{}", tansu.log_tail()));
+    eprintln!("tansu: p2 left (SIGTERM) in {took:.1?}");
+    std::thread::sleep(Duration::from_secs(2));
     processes.check_running().unwrap_or_else(|e| panic!("{e}"));
     processes
         .kill("p1")
@@ -423,4 +453,9 @@ fn processes_share_a_job_on_tansu() {
         Batching::OneRecordPerBatch,
     );
     finish_and_check(&mut processes, &spec.out, &expected, started);
+    let restorers = processes.logs_with_line(&["restored checkpoint", "from state topic"]);
+    assert!(
+        !restorers.is_empty(),
+        "no process restored a partition's checkpoint from the state topic"
+    );
 }

@@ -9,9 +9,9 @@
 //! last committed checkpoint (the store retains two).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use spillway_connectors::{OffsetCommitter, PartitionInfo, SinkFactory};
@@ -22,6 +22,17 @@ use crate::error::{EngineError, Result};
 
 /// How often the committer looks at the mailboxes.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
+
+/// Copies each committed checkpoint somewhere other processes can read it (group mode's
+/// state topic). Called after the job's record of the epoch is durable locally and before the
+/// sink publishes the epoch: an epoch the publisher refuses is never visible downstream.
+pub trait CheckpointPublisher: Send {
+    /// Publishes checkpoint `epoch`, whose files are all under `dir`.
+    fn publish(&mut self, dir: &Path, epoch: u64) -> Result<()>;
+}
+
+/// A publisher shared between a job's options and its committer.
+pub type SharedPublisher = Arc<Mutex<dyn CheckpointPublisher>>;
 
 /// What the committer needs.
 pub struct Committer {
@@ -38,6 +49,8 @@ pub struct Committer {
     pub offsets: Option<Box<dyn OffsetCommitter>>,
     /// Live metrics (`spillway serve`).
     pub metrics: Option<Arc<crate::metrics::JobMetrics>>,
+    /// Publishes each committed checkpoint before the sink's epoch (group mode).
+    pub publisher: Option<SharedPublisher>,
 }
 
 /// What the job's checkpoints did.
@@ -172,6 +185,11 @@ impl Committer {
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 tracing::warn!("cannot remove old checkpoints in {}: {e}", dir.display());
             }
+        }
+        if let Some(p) = &self.publisher {
+            p.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .publish(&self.dir, epoch)?;
         }
         self.sink.commit_epochs(epoch, offsets)?;
         if let Some(c) = &self.offsets {

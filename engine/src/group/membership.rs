@@ -21,6 +21,7 @@ use std::thread::JoinHandle;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::ClientContext;
+use spillway_connectors::ConnectorError;
 
 use crate::error::{EngineError, Result};
 use crate::job::JobReport;
@@ -118,8 +119,8 @@ impl Instances {
             .collect();
         for partition in ended {
             if let Some(i) = self.running.remove(&partition) {
-                self.join(partition, i.thread);
-                if self.error.is_none() {
+                let fenced = self.join(partition, i.thread);
+                if !fenced && self.error.is_none() {
                     self.error = Some(EngineError::Internal(format!(
                         "the job instance of repartition partition {partition} ended without \
                          being stopped"
@@ -129,15 +130,25 @@ impl Instances {
         }
     }
 
-    fn join(&mut self, partition: i32, thread: JoinHandle<Result<JobReport>>) {
+    /// Joins an instance's thread; true when another process had taken its partition over
+    /// (the instance stopped without publishing anything more, which is not an error).
+    fn join(&mut self, partition: i32, thread: JoinHandle<Result<JobReport>>) -> bool {
         match thread.join() {
             Ok(Ok(report)) => self.reports.push(report),
+            Ok(Err(EngineError::Connector(ConnectorError::Fenced(why)))) => {
+                tracing::warn!(
+                    "partition {partition}: job instance stopped, another process owns the \
+                     partition now: {why}"
+                );
+                return true;
+            }
             Ok(Err(e)) => self.fail(partition, e),
             Err(_) => self.fail(
                 partition,
                 EngineError::Internal("the job instance's thread panicked".into()),
             ),
         }
+        false
     }
 
     fn fail(&mut self, partition: i32, e: EngineError) {

@@ -8,7 +8,9 @@
 //! - `partition_lock.rs`: the lock file that keeps a partition's instance single, whatever
 //!   the group protocol does.
 //! - `runner.rs`, stage B: one job instance per repartition partition owned (one shard, state
-//!   and sink files under that partition's own directory, so state follows its partition).
+//!   and sink files under that partition's own directory). State follows its partition through
+//!   the compacted state topic (`connectors/src/state_topic.rs`: restored before the instance
+//!   starts, published after each checkpoint) or a shared checkpoint directory.
 
 pub mod forwarder;
 pub mod membership;

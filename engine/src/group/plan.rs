@@ -1,6 +1,6 @@
 //! Whether a job runs in group mode, what it needs, and the per-partition jobs it runs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use spillway_connectors::kafka_options::{KafkaSourceOptions, PartitionAssignment};
 
@@ -10,6 +10,22 @@ use crate::checkpoint::CheckpointConfig;
 use crate::connector_registry;
 use crate::error::{EngineError, Result};
 use crate::plan::{Pipeline, Program};
+
+/// `SET 'checkpoint.storage'`: where a job in group mode keeps its partitions' checkpoints.
+pub const STORAGE_KEY: &str = "checkpoint.storage";
+/// `SET 'checkpoint.state-topic'`: the state topic's name (default `<group id>-state`).
+pub const STATE_TOPIC_KEY: &str = "checkpoint.state-topic";
+
+/// Where the checkpoints of a job in group mode live, so that a partition's new owner finds
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateStorage {
+    /// A compacted Kafka topic (the default): `checkpoint.dir` is each process's local working
+    /// copy.
+    KafkaTopic(String),
+    /// `checkpoint.dir` itself, a directory every process mounts.
+    SharedDirectory,
+}
 
 /// A job in group mode (`'scan.partition-assignment' = 'group'` on its Kafka source).
 #[derive(Debug, Clone)]
@@ -26,6 +42,7 @@ pub struct GroupPlan {
     pub repartition_partitions: Option<i32>,
     /// The job's checkpoints: instance `r` keeps its own under `dir/partition-<r>`.
     pub checkpoint: CheckpointConfig,
+    pub storage: StateStorage,
 }
 
 impl GroupPlan {
@@ -47,14 +64,9 @@ impl GroupPlan {
             DIR_KEYS[0].to_string(),
             self.checkpoint.dir.join(&sub).display().to_string(),
         );
-        let sinks: Vec<String> = program
-            .pipelines
-            .iter()
-            .flat_map(|p| std::iter::once(p.sink.clone()).chain(p.late.late_sink.clone()))
-            .collect();
+        let sinks = filesystem_sinks(&program);
         for (name, table) in program.tables.iter_mut() {
-            let is_sink = sinks.iter().any(|s| s.eq_ignore_ascii_case(name));
-            if is_sink && table.connector() == "filesystem" {
+            if sinks.iter().any(|s| s.eq_ignore_ascii_case(name)) {
                 if let Some(path) = table.options.get_mut("path") {
                     *path = Path::new(path.as_str()).join(&sub).display().to_string();
                 }
@@ -62,11 +74,56 @@ impl GroupPlan {
         }
         program
     }
+
+    /// The locks instance `partition` holds while it runs, in the order it takes them: one
+    /// beside each directory it writes that other processes may write too (the checkpoint
+    /// directory when shared, every filesystem sink's), and one beside its local checkpoint
+    /// directory.
+    pub fn lock_paths(&self, partition: i32) -> Vec<PathBuf> {
+        let name = format!("{}.lock", partition_dir_name(partition));
+        let mut out = vec![self.checkpoint.dir.join(&name)];
+        for sink in filesystem_sinks(&self.program) {
+            if let Some(path) = self.program.table(&sink).and_then(|t| t.option("path")) {
+                out.push(Path::new(path).join(&name));
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// The names of the program's filesystem sink tables (results and late rows).
+fn filesystem_sinks(program: &Program) -> Vec<String> {
+    program
+        .pipelines
+        .iter()
+        .flat_map(|p| std::iter::once(p.sink.clone()).chain(p.late.late_sink.clone()))
+        .filter(|s| {
+            program
+                .table(s)
+                .is_some_and(|t| t.connector() == "filesystem")
+        })
+        .collect()
 }
 
 /// The directory name of repartition partition `partition`'s checkpoints and sink files.
 pub fn partition_dir_name(partition: i32) -> String {
     format!("partition-{partition}")
+}
+
+/// An error when a job that does not run in group mode has settings only group mode reads.
+pub fn refuse_group_settings(program: &Program) -> Result<()> {
+    for key in [STORAGE_KEY, STATE_TOPIC_KEY] {
+        if program.settings.contains_key(key) {
+            return Err(EngineError::Config(format!(
+                "SET '{key}' applies to group mode only (a Kafka source with \
+                 'scan.partition-assignment' = 'group'); this job keeps its checkpoints in \
+                 'checkpoint.dir'"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The group plan of a job whose source says `'scan.partition-assignment' = 'group'` (None
@@ -98,10 +155,44 @@ pub fn plan_group(
     };
     let Some(checkpoint) = checkpoint else {
         return refuse(
-            "group mode needs checkpoints on a directory every process of the job can read \
-             (SET 'checkpoint.dir' = '/shared/JOB'): a partition's state moves with it from \
-             process to process through its checkpoints",
+            "group mode needs checkpoints (SET 'checkpoint.dir' = '/var/lib/spillway/JOB'): a \
+             partition's state moves with it from process to process through its checkpoints, \
+             kept in the state topic (a local working copy in the directory) or, with SET \
+             'checkpoint.storage' = 'shared-directory', in the directory itself",
         );
+    };
+    let storage = match program
+        .settings
+        .get(STORAGE_KEY)
+        .map(|v| v.to_ascii_lowercase())
+    {
+        None => StateStorage::KafkaTopic(String::new()),
+        Some(v) if v == "kafka" => StateStorage::KafkaTopic(String::new()),
+        Some(v) if v == "shared-directory" => StateStorage::SharedDirectory,
+        Some(v) => {
+            return Err(EngineError::Config(format!(
+                "SET '{STORAGE_KEY}' = '{v}': expected 'kafka' (a compacted state topic, the \
+                 default) or 'shared-directory' (checkpoint.dir on storage every process mounts)"
+            )))
+        }
+    };
+    let storage = match storage {
+        StateStorage::KafkaTopic(_) => StateStorage::KafkaTopic(
+            program
+                .settings
+                .get(STATE_TOPIC_KEY)
+                .cloned()
+                .unwrap_or_else(|| format!("{}-state", source.group_id)),
+        ),
+        StateStorage::SharedDirectory => {
+            if program.settings.contains_key(STATE_TOPIC_KEY) {
+                return Err(EngineError::Config(format!(
+                    "SET '{STATE_TOPIC_KEY}' names a state topic, but SET '{STORAGE_KEY}' = \
+                     'shared-directory' keeps checkpoints in the directory"
+                )));
+            }
+            StateStorage::SharedDirectory
+        }
     };
     if pipeline.aggregation.is_none() {
         return refuse(
@@ -134,6 +225,7 @@ pub fn plan_group(
         repartition_topic,
         repartition_partitions,
         checkpoint: checkpoint.clone(),
+        storage,
     }))
 }
 
@@ -181,6 +273,14 @@ mod tests {
         assert_eq!(g.aggregate_group_id(), "g-aggregate");
         let p = g.instance_program(3);
         assert_eq!(p.settings["checkpoint.dir"], "/shared/job/partition-3");
+        assert_eq!(g.storage, StateStorage::KafkaTopic("g-state".into()));
+        assert_eq!(
+            g.lock_paths(3),
+            vec![
+                PathBuf::from("/data/out/partition-3.lock"),
+                PathBuf::from("/shared/job/partition-3.lock")
+            ]
+        );
         assert_eq!(
             p.table("out").unwrap().option("path"),
             Some("/data/out/partition-3")
@@ -193,6 +293,33 @@ mod tests {
     fn group_mode_without_checkpoints_or_aggregation_is_refused() {
         let e = plan(&sql("", "", FILE_SINK)).unwrap_err().to_string();
         assert!(e.contains("needs checkpoints"), "{e}");
+        let e = plan(&sql(
+            "",
+            "SET 'checkpoint.dir' = '/j'; SET 'checkpoint.storage' = 'nfs';",
+            FILE_SINK,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("'kafka'") && e.contains("'shared-directory'"),
+            "{e}"
+        );
+        let shared = plan(&sql(
+            "",
+            "SET 'checkpoint.dir' = '/j'; SET 'checkpoint.storage' = 'shared-directory';",
+            FILE_SINK,
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(shared.storage, StateStorage::SharedDirectory);
+        let named = plan(&sql(
+            "",
+            "SET 'checkpoint.dir' = '/j'; SET 'checkpoint.state-topic' = 'jobs-state';",
+            FILE_SINK,
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(named.storage, StateStorage::KafkaTopic("jobs-state".into()));
         let text = sql("", "SET 'checkpoint.dir' = '/shared/job';", FILE_SINK).replace(
             "SELECT k, COUNT(*) FROM t GROUP BY k, TUMBLE(ts, INTERVAL '1' SECOND)",
             "SELECT k, v FROM t",
@@ -214,5 +341,12 @@ mod tests {
             "'scan.partition-assignment' = 'static'",
         );
         assert!(plan(&text).unwrap().is_none());
+        let program = crate::sql::parse_program(&text).unwrap();
+        refuse_group_settings(&program).unwrap();
+        let with_topic =
+            crate::sql::parse_program(&format!("{text} SET 'checkpoint.state-topic' = 's';"))
+                .unwrap();
+        let e = refuse_group_settings(&with_topic).unwrap_err().to_string();
+        assert!(e.contains("group mode only"), "{e}");
     }
 }

@@ -10,11 +10,13 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use spillway_connectors::kafka_options::client_config;
 use spillway_connectors::repartition_source::RepartitionSourceFactory;
-use spillway_connectors::repartition_topic::ensure_repartition_topic;
+use spillway_connectors::repartition_topic::{ensure_repartition_topic, ensure_state_topic};
+use spillway_connectors::state_topic::{StateTopic, StateTopicConfig};
 
 use super::forwarder::{run_forwarder, ForwarderSetup, ForwarderStats};
 use super::membership::{lock, InstanceSpawner, Instances, MembershipContext};
-use super::plan::{partition_dir_name, GroupPlan};
+use super::plan::{partition_dir_name, GroupPlan, StateStorage};
+use crate::checkpoint::committer::CheckpointPublisher;
 use crate::error::{EngineError, Result};
 use crate::job::{prepare, run_prepared, JobOptions, JobReport, PreparedJob};
 use crate::metrics::JobMetrics;
@@ -22,6 +24,10 @@ use crate::metrics::JobMetrics;
 /// How often the runner polls the membership consumer (rebalance callbacks run in the poll)
 /// and checks the forwarder and the instances.
 const MEMBERSHIP_POLL_MS: u64 = 100;
+
+/// The shortest wait for the state topic (uploads and restores of large state take longer than
+/// a connection).
+const STATE_TOPIC_TIMEOUT_MIN: Duration = Duration::from_secs(60);
 
 /// Runs `job` (prepared with a group plan) until `opts.stop` is set or a part fails.
 pub fn run_group(job: PreparedJob, plan: GroupPlan, opts: &JobOptions) -> Result<JobReport> {
@@ -36,13 +42,26 @@ pub fn run_group(job: PreparedJob, plan: GroupPlan, opts: &JobOptions) -> Result
         source_partitions,
         timeout,
     )?;
+    if let StateStorage::KafkaTopic(topic) = &plan.storage {
+        ensure_state_topic(
+            &plain_config(&plan, "admin"),
+            topic,
+            repartition_partitions,
+            timeout,
+        )?;
+    }
     tracing::info!(
         "group mode: group '{}' reads '{}' ({source_partitions} partitions) into '{}' \
-         ({repartition_partitions} partitions); job instances join '{}'",
+         ({repartition_partitions} partitions); job instances join '{}'; checkpoints in {}",
         plan.source.group_id,
         plan.source.common.topic,
         plan.repartition_topic,
-        plan.aggregate_group_id()
+        plan.aggregate_group_id(),
+        match &plan.storage {
+            StateStorage::KafkaTopic(t) => format!("state topic '{t}'"),
+            StateStorage::SharedDirectory =>
+                format!("shared directory {}", plan.checkpoint.dir.display()),
+        }
     );
 
     let forwarder_stop = Arc::new(AtomicBool::new(false));
@@ -72,6 +91,7 @@ pub fn run_group(job: PreparedJob, plan: GroupPlan, opts: &JobOptions) -> Result
         cores: job.cores.clone(),
         source_partitions,
         timeout,
+        state_client: plain_config(&plan, "state"),
     };
     let instances = Arc::new(Mutex::new(Instances::new(Box::new(spawner))));
     let outcome = membership_loop(&plan, opts, &instances, &forwarder);
@@ -216,6 +236,24 @@ struct Spawner {
     cores: Vec<usize>,
     source_partitions: i32,
     timeout: Duration,
+    /// Client settings of the state topic's producer and reader.
+    state_client: ClientConfig,
+}
+
+/// Publishes an instance's checkpoints to its partition of the state topic.
+struct TopicPublisher(StateTopic);
+
+impl CheckpointPublisher for TopicPublisher {
+    fn publish(&mut self, dir: &std::path::Path, epoch: u64) -> Result<()> {
+        let stats = self.0.publish(dir, epoch)?;
+        tracing::debug!(
+            "checkpoint {epoch}: {} chunks ({} bytes) to the state topic, {} tombstones",
+            stats.chunks,
+            stats.bytes,
+            stats.tombstones
+        );
+        Ok(())
+    }
 }
 
 impl InstanceSpawner for Spawner {
@@ -245,7 +283,7 @@ impl InstanceSpawner for Spawner {
             .metrics
             .as_ref()
             .map(|m| ChildMetrics(m.clone(), m.child(partition.max(0) as usize)));
-        let opts = JobOptions {
+        let mut opts = JobOptions {
             shards: Some(1),
             cores: Some(vec![core]),
             stop: stop.clone(),
@@ -253,24 +291,54 @@ impl InstanceSpawner for Spawner {
             metrics: metrics.as_ref().map(|m| m.1.clone()),
             ..self.opts.clone()
         };
-        let lock_path = self
-            .plan
-            .checkpoint
-            .dir
-            .join(format!("{}.lock", partition_dir_name(partition)));
+        let lock_paths = self.plan.lock_paths(partition);
+        let state_topic = match &self.plan.storage {
+            StateStorage::KafkaTopic(topic) => Some(StateTopicConfig {
+                client: self.state_client.clone(),
+                topic: topic.clone(),
+                partition,
+                timeout: self.timeout.max(STATE_TOPIC_TIMEOUT_MIN),
+            }),
+            StateStorage::SharedDirectory => None,
+        };
+        let local_dir = self.plan.checkpoint.dir.join(partition_dir_name(partition));
         let thread = std::thread::Builder::new()
             .name(format!("spillway-partition-{partition}"))
             .spawn(move || {
                 let _metrics = metrics;
                 let started = Instant::now();
-                let Some(_lock) = super::partition_lock::acquire(&lock_path, &opts.stop)? else {
-                    // Stopped (revoked) before the previous owner let go.
-                    return Ok(JobReport {
-                        shards: Vec::new(),
-                        elapsed: started.elapsed(),
-                        checkpoints: None,
-                    });
-                };
+                let mut locks = Vec::with_capacity(lock_paths.len());
+                for path in &lock_paths {
+                    match super::partition_lock::acquire(path, &opts.stop)? {
+                        Some(lock) => locks.push(lock),
+                        // Stopped (revoked) before the previous owner let go.
+                        None => {
+                            return Ok(JobReport {
+                                shards: Vec::new(),
+                                elapsed: started.elapsed(),
+                                checkpoints: None,
+                            })
+                        }
+                    }
+                }
+                if let Some(config) = state_topic {
+                    let topic = config.topic.clone();
+                    let mut state = StateTopic::connect(config)?;
+                    let restored = state.restore(&local_dir)?;
+                    tracing::info!(
+                        "partition {partition}: restored {} from state topic '{topic}' ({} \
+                         files, {} bytes, {} records read, {} tombstones) in {:?}",
+                        restored
+                            .epoch
+                            .map_or("no checkpoint".into(), |e| format!("checkpoint {e}")),
+                        restored.files,
+                        restored.bytes,
+                        restored.records,
+                        restored.tombstones,
+                        started.elapsed()
+                    );
+                    opts.checkpoint_publisher = Some(Arc::new(Mutex::new(TopicPublisher(state))));
+                }
                 prepare(&program, &opts).and_then(|job| run_prepared(job, &opts))
             })
             .map_err(|e| EngineError::io("cannot start a job instance thread", e))?;

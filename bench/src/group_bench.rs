@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use crate::error::{BenchError, Result};
 use crate::group_bench_data::{
@@ -89,6 +89,18 @@ pub struct GroupArgs {
     /// its path.
     #[arg(long)]
     pub keep: bool,
+    /// Where the partitions' checkpoints live (SET 'checkpoint.storage').
+    #[arg(long, value_enum, default_value_t = Storage::Kafka)]
+    pub storage: Storage,
+}
+
+/// `SET 'checkpoint.storage'` of the benchmarked job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Storage {
+    /// The compacted state topic `<group>-state`.
+    Kafka,
+    /// The checkpoint directory, shared by the processes.
+    SharedDirectory,
 }
 
 /// Options of one benchmark, checked.
@@ -104,6 +116,7 @@ pub struct GroupBenchOptions {
     pub spillway_binary: PathBuf,
     /// Keep each run's scratch directory.
     pub keep_scratch: bool,
+    pub storage: Storage,
 }
 
 impl GroupArgs {
@@ -125,6 +138,7 @@ impl GroupArgs {
             rate: self.rate,
             spillway_binary,
             keep_scratch: self.keep,
+            storage: self.storage,
         };
         opts.validate()?;
         Ok(opts)
@@ -421,6 +435,7 @@ fn setup_run(opts: &GroupBenchOptions, name: &str) -> Result<RunSetup> {
         out: scratch.path().join("out"),
         state: scratch.path().join("state"),
         session_timeout_ms: SESSION_TIMEOUT_MS,
+        shared_directory: opts.storage == Storage::SharedDirectory,
     };
     let sql = scratch.path().join("job.sql");
     std::fs::write(&sql, group_job_sql(&job))
@@ -692,6 +707,7 @@ mod tests {
             rate: 1_000,
             spillway_binary: spillway_binary(),
             keep_scratch: false,
+            storage: Storage::Kafka,
         }
     }
 

@@ -81,10 +81,13 @@ pub struct GroupJob {
     pub group: String,
     /// The sink's directory (each repartition partition writes `partition-<r>/` in it).
     pub out: PathBuf,
-    /// `checkpoint.dir`, shared by every process.
+    /// `checkpoint.dir`, the same for every process (with the state topic, each restores its
+    /// partitions' directories from the topic anyway).
     pub state: PathBuf,
     /// `properties.session.timeout.ms` of both consumer groups.
     pub session_timeout_ms: u64,
+    /// `SET 'checkpoint.storage' = 'shared-directory'` instead of the state topic.
+    pub shared_directory: bool,
 }
 
 /// The job's SQL: count and volume per symbol and 1 s window, group mode, checkpoints every
@@ -104,7 +107,7 @@ pub fn group_job_sql(job: &GroupJob) -> String {
                'format' = 'json');
          CREATE TABLE stats (symbol STRING, window_start TIMESTAMP(3), n BIGINT, v BIGINT)
          WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');
-         SET 'checkpoint.dir' = '{state}';
+         SET 'checkpoint.dir' = '{state}';{storage}
          SET 'checkpoint.interval' = '200 ms';
          INSERT INTO stats
          SELECT symbol, window_start, COUNT(*) AS n, SUM(volume) AS v
@@ -116,6 +119,11 @@ pub fn group_job_sql(job: &GroupJob) -> String {
         session = job.session_timeout_ms,
         out = job.out.display(),
         state = job.state.display(),
+        storage = if job.shared_directory {
+            "\n         SET 'checkpoint.storage' = 'shared-directory';"
+        } else {
+            ""
+        },
     )
 }
 
@@ -608,6 +616,7 @@ mod tests {
             out: PathBuf::from("/x/out"),
             state: PathBuf::from("/x/state"),
             session_timeout_ms: 6000,
+            shared_directory: true,
         });
         for part in [
             "'scan.partition-assignment' = 'group'",
@@ -615,6 +624,7 @@ mod tests {
             "'properties.session.timeout.ms' = '6000'",
             "'path' = '/x/out'",
             "SET 'checkpoint.dir' = '/x/state'",
+            "SET 'checkpoint.storage' = 'shared-directory'",
         ] {
             assert!(sql.contains(part), "{part} missing in {sql}");
         }

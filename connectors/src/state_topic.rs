@@ -245,6 +245,12 @@ impl StateTopic {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            // Reads wait for records just written (fencing): a short long-poll. (Pausing the
+            // partition between reads would save idle fetches, but a resumed partition's
+            // first fetch comes about a second later.)
+            .set("fetch.wait.max.ms", "10")
+            .set("fetch.queue.backoff.ms", "0")
+            .set("fetch.error.backoff.ms", "10")
             .set(
                 "fetch.message.max.bytes",
                 (COMMIT_RECORD_BYTES_MAX + 4096).to_string(),
@@ -353,6 +359,17 @@ impl StateTopic {
     ) -> Result<u64> {
         let deadline = Instant::now() + self.config.timeout;
         let mut records = 0;
+        self.read_records(until, deadline, &mut records, &mut f)?;
+        Ok(records)
+    }
+
+    fn read_records(
+        &mut self,
+        until: i64,
+        deadline: Instant,
+        records: &mut u64,
+        f: &mut impl FnMut(i64, &str, Option<&[u8]>) -> Result<()>,
+    ) -> Result<()> {
         while self.tail_next <= until {
             match self.tail.poll(Duration::from_millis(50)) {
                 Some(Ok(m)) => {
@@ -360,7 +377,7 @@ impl StateTopic {
                         continue;
                     }
                     self.tail_next = m.offset() + 1;
-                    records += 1;
+                    *records += 1;
                     let key = m.key().map(String::from_utf8_lossy).unwrap_or_default();
                     f(m.offset(), &key, m.payload())?;
                 }
@@ -376,12 +393,17 @@ impl StateTopic {
                 )));
             }
         }
-        Ok(records)
+        Ok(())
     }
 
     /// Takes the partition and rebuilds `dir` (removed first) from its last valid checkpoint.
     pub fn restore(&mut self, dir: &Path) -> Result<RestoreReport> {
         let what = self.what();
+        // The partition's leader must be known before it is assigned, or the first fetch
+        // waits for a metadata refresh (about a second).
+        self.tail
+            .fetch_metadata(Some(&self.config.topic), self.config.timeout)
+            .map_err(|e| ConnectorError::Kafka(format!("{what}: metadata: {e}")))?;
         let claim_key = format!("claim/{}", self.owner);
         let owner = self.owner.clone();
         let n = self.send(&claim_key, Some(owner.as_bytes()))?;

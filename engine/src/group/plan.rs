@@ -76,15 +76,15 @@ impl GroupPlan {
     }
 
     /// The locks instance `partition` holds while it runs, in the order it takes them: one
-    /// beside each directory it writes that other processes may write too (the checkpoint
-    /// directory when shared, every filesystem sink's), and one beside its local checkpoint
-    /// directory.
+    /// beside its checkpoint directory (`partition-<r>.lock`: shared or local, and outside the
+    /// directory a restore replaces), and one in each filesystem sink's partition directory
+    /// (`.lock`), which other processes write too.
     pub fn lock_paths(&self, partition: i32) -> Vec<PathBuf> {
-        let name = format!("{}.lock", partition_dir_name(partition));
-        let mut out = vec![self.checkpoint.dir.join(&name)];
+        let sub = partition_dir_name(partition);
+        let mut out = vec![self.checkpoint.dir.join(format!("{sub}.lock"))];
         for sink in filesystem_sinks(&self.program) {
             if let Some(path) = self.program.table(&sink).and_then(|t| t.option("path")) {
-                out.push(Path::new(path).join(&name));
+                out.push(Path::new(path).join(&sub).join(".lock"));
             }
         }
         out.sort();
@@ -277,7 +277,7 @@ mod tests {
         assert_eq!(
             g.lock_paths(3),
             vec![
-                PathBuf::from("/data/out/partition-3.lock"),
+                PathBuf::from("/data/out/partition-3/.lock"),
                 PathBuf::from("/shared/job/partition-3.lock")
             ]
         );

@@ -22,6 +22,9 @@ pub enum ConnectorError {
     /// Another process took over a partition this process was working on (group mode).
     #[error("fenced: {0}")]
     Fenced(String),
+    /// Work was stopped on request before it completed (nothing was committed).
+    #[error("stopped: {0}")]
+    Stopped(String),
     /// A bug in spillway.
     #[error("internal error (a bug in spillway): {0}")]
     Internal(String),

@@ -26,7 +26,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -213,6 +213,8 @@ pub struct StateTopic {
     garbage: Vec<String>,
     next_chunk: u64,
     next_record: usize,
+    /// Set while restoring: the instance was stopped (its partition revoked) meanwhile.
+    abort: Option<Arc<AtomicBool>>,
 }
 
 impl StateTopic {
@@ -273,6 +275,7 @@ impl StateTopic {
             garbage: Vec::new(),
             next_chunk: 0,
             next_record: 0,
+            abort: None,
         })
     }
 
@@ -317,10 +320,22 @@ impl StateTopic {
         }
     }
 
+    /// An error when a restore was stopped.
+    fn check_abort(&self) -> Result<()> {
+        match &self.abort {
+            Some(stop) if stop.load(Ordering::Acquire) => Err(ConnectorError::Stopped(format!(
+                "{}: stopped while restoring",
+                self.what()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Waits until records `from..to` are acknowledged; returns the offset of record `to - 1`.
     fn wait(&mut self, from: usize, to: usize) -> Result<Option<i64>> {
         let deadline = Instant::now() + self.config.timeout;
         loop {
+            self.check_abort()?;
             {
                 let mut acks = self.acks.0.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(f) = acks.failures.first() {
@@ -371,6 +386,7 @@ impl StateTopic {
         f: &mut impl FnMut(i64, &str, Option<&[u8]>) -> Result<()>,
     ) -> Result<()> {
         while self.tail_next <= until {
+            self.check_abort()?;
             match self.tail.poll(Duration::from_millis(50)) {
                 Some(Ok(m)) => {
                     if m.offset() < self.tail_next {
@@ -397,7 +413,15 @@ impl StateTopic {
     }
 
     /// Takes the partition and rebuilds `dir` (removed first) from its last valid checkpoint.
-    pub fn restore(&mut self, dir: &Path) -> Result<RestoreReport> {
+    /// Setting `stop` meanwhile ends it with [`ConnectorError::Stopped`] (no commit written).
+    pub fn restore(&mut self, dir: &Path, stop: &Arc<AtomicBool>) -> Result<RestoreReport> {
+        self.abort = Some(stop.clone());
+        let restored = self.restore_inner(dir);
+        self.abort = None;
+        restored
+    }
+
+    fn restore_inner(&mut self, dir: &Path) -> Result<RestoreReport> {
         let what = self.what();
         // The partition's leader must be known before it is assigned, or the first fetch
         // waits for a metadata refresh (about a second).
@@ -683,7 +707,8 @@ fn write_file(
         let bytes = chunks.get(&c.key).ok_or_else(|| {
             ConnectorError::Kafka(format!(
                 "{what}: chunk '{}' of '{}' (checkpoint {epoch}) is missing from the topic: \
-                 was the topic's retention set to delete instead of compact?",
+                 the topic must be compacted (cleanup.policy=compact), never delete records by \
+                 age or size (librdkafka's mock cluster keeps only about 5 MiB per partition)",
                 c.key, file.path
             ))
         })?;

@@ -11,6 +11,10 @@ use crate::embedded_kafka::EmbeddedKafka;
 
 const TOPIC: &str = "job-state";
 
+fn never() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false))
+}
+
 fn config(kafka: &EmbeddedKafka, partition: i32) -> StateTopicConfig {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", kafka.bootstrap_servers());
@@ -59,7 +63,7 @@ fn a_new_owner_restores_the_last_checkpoint_with_appends_replacements_and_deleti
     let b_dir = tmp.path().join("b");
 
     let mut a = StateTopic::connect(config(&kafka, 1)).unwrap();
-    let fresh = a.restore(&a_dir).unwrap();
+    let fresh = a.restore(&a_dir, &never()).unwrap();
     assert_eq!(fresh.epoch, None);
     assert!(snapshot(&a_dir).is_empty());
 
@@ -97,7 +101,7 @@ fn a_new_owner_restores_the_last_checkpoint_with_appends_replacements_and_deleti
     // Another owner's directory has stale files: they disappear.
     append(&b_dir.join("stale"), b"x");
     let mut b = StateTopic::connect(config(&kafka, 1)).unwrap();
-    let r = b.restore(&b_dir).unwrap();
+    let r = b.restore(&b_dir, &never()).unwrap();
     assert_eq!(r.epoch, Some(3));
     let mut expected = snapshot(&a_dir);
     expected.remove("partition.lock");
@@ -109,7 +113,10 @@ fn a_new_owner_restores_the_last_checkpoint_with_appends_replacements_and_deleti
 
     // The other partition is untouched.
     let mut c = StateTopic::connect(config(&kafka, 0)).unwrap();
-    assert_eq!(c.restore(&tmp.path().join("c")).unwrap().epoch, None);
+    assert_eq!(
+        c.restore(&tmp.path().join("c"), &never()).unwrap().epoch,
+        None
+    );
 }
 
 #[test]
@@ -119,14 +126,14 @@ fn an_owner_whose_partition_was_claimed_is_fenced_and_its_late_commit_ignored() 
     let tmp = tempfile::tempdir().unwrap();
     let a_dir = tmp.path().join("a");
     let mut a = StateTopic::connect(config(&kafka, 0)).unwrap();
-    a.restore(&a_dir).unwrap();
+    a.restore(&a_dir, &never()).unwrap();
     append(&a_dir.join("seg-0000000000000000.log"), b"epoch 1;");
     a.publish(&a_dir, 1).unwrap();
 
     // B takes the partition while A still runs.
     let b_dir = tmp.path().join("b");
     let mut b = StateTopic::connect(config(&kafka, 0)).unwrap();
-    assert_eq!(b.restore(&b_dir).unwrap().epoch, Some(1));
+    assert_eq!(b.restore(&b_dir, &never()).unwrap().epoch, Some(1));
 
     // A's next checkpoint is refused: its sink must not publish epoch 2.
     append(
@@ -140,7 +147,7 @@ fn an_owner_whose_partition_was_claimed_is_fenced_and_its_late_commit_ignored() 
     // A third owner gets B's state (epoch 1), not the zombie's epoch 2.
     let c_dir = tmp.path().join("c");
     let mut c = StateTopic::connect(config(&kafka, 0)).unwrap();
-    assert_eq!(c.restore(&c_dir).unwrap().epoch, Some(1));
+    assert_eq!(c.restore(&c_dir, &never()).unwrap().epoch, Some(1));
     assert_eq!(
         fs::read(c_dir.join("seg-0000000000000000.log")).unwrap(),
         b"epoch 1;"
@@ -160,7 +167,7 @@ fn a_torn_upload_is_ignored_and_its_chunks_removed_and_a_corrupt_chunk_is_an_err
     let tmp = tempfile::tempdir().unwrap();
     let a_dir = tmp.path().join("a");
     let mut a = StateTopic::connect(config(&kafka, 0)).unwrap();
-    a.restore(&a_dir).unwrap();
+    a.restore(&a_dir, &never()).unwrap();
     append(&a_dir.join("seg-0000000000000000.log"), b"epoch 1;");
     a.publish(&a_dir, 1).unwrap();
 
@@ -179,12 +186,14 @@ fn a_torn_upload_is_ignored_and_its_chunks_removed_and_a_corrupt_chunk_is_an_err
     drop(a);
 
     let mut b = StateTopic::connect(config(&kafka, 0)).unwrap();
-    let r = b.restore(&tmp.path().join("b")).unwrap();
+    let r = b.restore(&tmp.path().join("b"), &never()).unwrap();
     assert_eq!(r.epoch, Some(1));
     // A's claim and commit and the torn chunk.
     assert_eq!(r.tombstones, 3, "{r:?}");
 
-    // A commit naming a chunk whose bytes do not match is refused with the file's name.
+    // A commit naming a chunk whose bytes do not match is refused with the file's name. (A
+    // key of its own: B's tombstone for the torn chunk may still be on its way.)
+    let forged = "c/forger/0".to_string();
     let listing = Listing {
         owner: "forger".into(),
         epoch: 9,
@@ -192,7 +201,7 @@ fn a_torn_upload_is_ignored_and_its_chunks_removed_and_a_corrupt_chunk_is_an_err
             path: "seg-0000000000000000.log".into(),
             len: 15,
             chunks: vec![ChunkRef {
-                key: torn.clone(),
+                key: forged.clone(),
                 len: 15,
                 crc: 1,
             }],
@@ -203,7 +212,7 @@ fn a_torn_upload_is_ignored_and_its_chunks_removed_and_a_corrupt_chunk_is_an_err
         .send(
             BaseRecord::to(TOPIC)
                 .partition(0)
-                .key(&torn)
+                .key(&forged)
                 .payload(&b"never committed"[..]),
         )
         .unwrap();
@@ -225,10 +234,32 @@ fn a_torn_upload_is_ignored_and_its_chunks_removed_and_a_corrupt_chunk_is_an_err
         .unwrap();
     producer.flush(Duration::from_secs(10)).unwrap();
     let mut c = StateTopic::connect(config(&kafka, 0)).unwrap();
-    let e = c.restore(&tmp.path().join("c")).unwrap_err();
+    let e = c.restore(&tmp.path().join("c"), &never()).unwrap_err();
     assert!(
         e.to_string().contains("corrupt") && e.to_string().contains("seg-0000000000000000.log"),
         "{e}"
+    );
+}
+
+#[test]
+fn a_stopped_restore_ends_without_committing() {
+    let kafka = EmbeddedKafka::start(1).unwrap();
+    kafka.create_topic(TOPIC, 1).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let a_dir = tmp.path().join("a");
+    let mut a = StateTopic::connect(config(&kafka, 0)).unwrap();
+    a.restore(&a_dir, &never()).unwrap();
+    append(&a_dir.join("seg-0000000000000000.log"), b"epoch 1;");
+    a.publish(&a_dir, 1).unwrap();
+    let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut b = StateTopic::connect(config(&kafka, 0)).unwrap();
+    let e = b.restore(&tmp.path().join("b"), &stopped).unwrap_err();
+    assert!(matches!(e, ConnectorError::Stopped(_)), "{e}");
+    // A's commit stays the valid one.
+    let mut c = StateTopic::connect(config(&kafka, 0)).unwrap();
+    assert_eq!(
+        c.restore(&tmp.path().join("c"), &never()).unwrap().epoch,
+        Some(1)
     );
 }
 

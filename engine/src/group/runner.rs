@@ -324,7 +324,18 @@ impl InstanceSpawner for Spawner {
                 if let Some(config) = state_topic {
                     let topic = config.topic.clone();
                     let mut state = StateTopic::connect(config)?;
-                    let restored = state.restore(&local_dir)?;
+                    let restored = match state.restore(&local_dir, &opts.stop) {
+                        Ok(r) => r,
+                        // Revoked while restoring: the revoke callback waits for this thread.
+                        Err(spillway_connectors::ConnectorError::Stopped(_)) => {
+                            return Ok(JobReport {
+                                shards: Vec::new(),
+                                elapsed: started.elapsed(),
+                                checkpoints: None,
+                            })
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     tracing::info!(
                         "partition {partition}: restored {} from state topic '{topic}' ({} \
                          files, {} bytes, {} records read, {} tombstones) in {:?}",

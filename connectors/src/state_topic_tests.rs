@@ -119,8 +119,13 @@ fn a_new_owner_restores_the_last_checkpoint_with_appends_replacements_and_deleti
     );
 }
 
-#[test]
-fn an_owner_whose_partition_was_claimed_is_fenced_and_its_late_commit_ignored() {
+/// A one-partition state topic whose owner A committed checkpoint 1 (one segment file).
+fn owner_with_epoch_1() -> (
+    EmbeddedKafka,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    StateTopic,
+) {
     let kafka = EmbeddedKafka::start(1).unwrap();
     kafka.create_topic(TOPIC, 1).unwrap();
     let tmp = tempfile::tempdir().unwrap();
@@ -129,6 +134,12 @@ fn an_owner_whose_partition_was_claimed_is_fenced_and_its_late_commit_ignored() 
     a.restore(&a_dir, &never()).unwrap();
     append(&a_dir.join("seg-0000000000000000.log"), b"epoch 1;");
     a.publish(&a_dir, 1).unwrap();
+    (kafka, tmp, a_dir, a)
+}
+
+#[test]
+fn an_owner_whose_partition_was_claimed_is_fenced_and_its_late_commit_ignored() {
+    let (kafka, tmp, a_dir, mut a) = owner_with_epoch_1();
 
     // B takes the partition while A still runs.
     let b_dir = tmp.path().join("b");
@@ -162,14 +173,7 @@ fn an_owner_whose_partition_was_claimed_is_fenced_and_its_late_commit_ignored() 
 
 #[test]
 fn a_torn_upload_is_ignored_and_its_chunks_removed_and_a_corrupt_chunk_is_an_error() {
-    let kafka = EmbeddedKafka::start(1).unwrap();
-    kafka.create_topic(TOPIC, 1).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let a_dir = tmp.path().join("a");
-    let mut a = StateTopic::connect(config(&kafka, 0)).unwrap();
-    a.restore(&a_dir, &never()).unwrap();
-    append(&a_dir.join("seg-0000000000000000.log"), b"epoch 1;");
-    a.publish(&a_dir, 1).unwrap();
+    let (kafka, tmp, _, a) = owner_with_epoch_1();
 
     // A crash between the chunks and the commit record leaves chunks no commit names.
     let producer: BaseProducer = config(&kafka, 0).client.create().unwrap();
@@ -243,14 +247,7 @@ fn a_torn_upload_is_ignored_and_its_chunks_removed_and_a_corrupt_chunk_is_an_err
 
 #[test]
 fn a_stopped_restore_ends_without_committing() {
-    let kafka = EmbeddedKafka::start(1).unwrap();
-    kafka.create_topic(TOPIC, 1).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let a_dir = tmp.path().join("a");
-    let mut a = StateTopic::connect(config(&kafka, 0)).unwrap();
-    a.restore(&a_dir, &never()).unwrap();
-    append(&a_dir.join("seg-0000000000000000.log"), b"epoch 1;");
-    a.publish(&a_dir, 1).unwrap();
+    let (kafka, tmp, _, _a) = owner_with_epoch_1();
     let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let mut b = StateTopic::connect(config(&kafka, 0)).unwrap();
     let e = b.restore(&tmp.path().join("b"), &stopped).unwrap_err();

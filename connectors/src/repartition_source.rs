@@ -21,7 +21,7 @@
 //! Boundary: the consumer is assigned the data partition by hand (never `subscribe`), never
 //! commits: positions live in the checkpoints (the stage B membership group lives elsewhere).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
@@ -320,6 +320,9 @@ impl SourceFactory for RepartitionSourceFactory {
                 record_bytes_max: self.record_bytes_max,
             },
             ended_reported: false,
+            rewind: None,
+            seek_timeout: self.connect_timeout,
+            stalled_since: Instant::now(),
             warn_limiter: WarnLimiter::default(),
             log_limiter: WarnLimiter::default(),
         }))
@@ -358,8 +361,52 @@ pub struct RepartitionSource {
     state: DedupeState,
     /// Whether the data partition was reported in `RawBatch::ended` (by the first poll).
     ended_reported: bool,
+    /// Set while re-reading records a fetch skipped (see [`RepartitionSource::rewind`]).
+    rewind: Option<Rewind>,
+    /// How long a seek may wait for the fetcher to move.
+    seek_timeout: Duration,
+    /// Since when the data partition has delivered nothing while records were due (reset
+    /// by every record taken and every seek).
+    stalled_since: Instant,
     warn_limiter: WarnLimiter,
     log_limiter: WarnLimiter,
+}
+
+/// What [`DedupeState::take`] did with a record of the data partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The next record: taken.
+    Taken,
+    /// Before the position (read again after a rewind): skipped.
+    Behind,
+    /// After the position: records `expected..offset` were not delivered.
+    Gap { expected: i64 },
+}
+
+/// A rewind in progress: the data partition's fetch skipped records from `expected` on and
+/// the consumer was sent back to `seek_to` to read them.
+#[derive(Debug, Clone, Copy)]
+struct Rewind {
+    expected: i64,
+    seek_to: i64,
+}
+
+/// How far before the missing offset the first rewind seeks (it doubles with every rewind
+/// that still lands after the start of the batch holding the missing offset).
+const REWIND_FIRST: i64 = 64;
+/// The farthest a rewind seeks back: librdkafka's largest `batch.num.messages`.
+const REWIND_BACK_MAX: i64 = 1_000_000;
+/// How long the data partition may deliver nothing while its high watermark is past the
+/// position before the source seeks back (see [`RepartitionSource::rewind`]).
+const STALL_MS: u64 = 500;
+
+/// Why a rewind started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    /// A record after the position came first.
+    Gap,
+    /// Nothing came, although the high watermark is past the position.
+    Stall,
 }
 
 /// The positions and dedupe floors: the bookkeeping of `poll`, apart from the Kafka client
@@ -380,17 +427,26 @@ struct DedupeState {
 }
 
 impl DedupeState {
-    /// Takes the record at `offset` of the data partition: appends a new row, counts a
-    /// duplicate (or an empty or oversized row), appends a mark. A record that is not a
+    /// Takes the record at `offset` of the data partition if it is the next one: appends a
+    /// new row, counts a duplicate (or an empty or oversized row), appends a mark. A record
+    /// before the position was read already ([`Step::Behind`]); one after it means the
+    /// broker skipped records ([`Step::Gap`]); neither is taken. A record that is not a
     /// spillway repartition record of this job is an error.
     fn take(
         &mut self,
         offset: i64,
         record: std::result::Result<RepartitionRecord<'_>, String>,
         out: &mut RawBatch,
-    ) -> Result<()> {
+    ) -> Result<Step> {
         let data = self.data_index as usize;
-        self.positions[data] = self.positions[data].max(offset + 1);
+        let expected = self.positions[data];
+        if offset < expected {
+            return Ok(Step::Behind);
+        }
+        if offset > expected {
+            return Ok(Step::Gap { expected });
+        }
+        self.positions[data] = offset + 1;
         match record.map_err(|why| self.foreign(offset, &why))? {
             RepartitionRecord::Row {
                 source_partition,
@@ -401,7 +457,7 @@ impl DedupeState {
                 let floor = &mut self.positions[index as usize];
                 if source_offset < *floor {
                     out.duplicates += 1;
-                    return Ok(());
+                    return Ok(Step::Taken);
                 }
                 *floor = source_offset + 1;
                 if payload.is_empty() {
@@ -420,7 +476,7 @@ impl DedupeState {
                 out.marks.push((index, ts_max_ms));
             }
         }
-        Ok(())
+        Ok(Step::Taken)
     }
 
     /// The partition index of source partition `source_partition` (read at `offset`).
@@ -493,6 +549,102 @@ fn consumer_error(
     Ok(())
 }
 
+impl RepartitionSource {
+    /// Records from `expected` on were not delivered: offset `got` came first
+    /// ([`Skip::Gap`]), or the fetches return nothing although the partition holds records up
+    /// to `got` ([`Skip::Stall`]).
+    ///
+    /// A broker must answer a fetch at offset `o` with the batch *holding* `o`; one that
+    /// answers with the first batch starting at or after `o` (tansu 0.6 does) skips the rest
+    /// of a batch whenever a read resumes in its middle, which a restored checkpoint does,
+    /// and returns nothing at all when that batch is the last. The repartition topic has no
+    /// gaps (no transactions, no compaction), so the consumer seeks back, twice as far each
+    /// time, until the batch holding `expected` is delivered; records before `expected` are
+    /// then skipped.
+    ///
+    /// Bounds: a seek goes back at most [`REWIND_BACK_MAX`] records (more than a producer
+    /// batch can hold). A gap that remains there (or at offset 0) is an error: the records
+    /// are gone (retention) or unreadable. A stall there is waited out (a slow broker).
+    fn rewind(&mut self, expected: i64, got: i64, skip: Skip) -> Result<()> {
+        let back = match self.rewind {
+            Some(r) if r.expected == expected => {
+                let back = expected - r.seek_to;
+                if back >= REWIND_BACK_MAX || r.seek_to == 0 {
+                    return match skip {
+                        Skip::Gap => Err(ConnectorError::Kafka(format!(
+                            "{}: offsets {expected} to {} cannot be read: a fetch from offset \
+                             {} skips them too (deleted by retention, or the broker answers \
+                             fetches with later batches); results would be missing",
+                            self.context,
+                            got - 1,
+                            r.seek_to
+                        ))),
+                        Skip::Stall => {
+                            self.stalled_since = Instant::now();
+                            Ok(())
+                        }
+                    };
+                }
+                (2 * back).min(REWIND_BACK_MAX)
+            }
+            _ => {
+                if let Some(suppressed) = self.warn_limiter.allow() {
+                    let what = match skip {
+                        Skip::Gap => format!("delivered offset {got} first"),
+                        Skip::Stall => format!(
+                            "delivered nothing for {} ms although the partition holds \
+                             records up to offset {}",
+                            STALL_MS,
+                            got - 1
+                        ),
+                    };
+                    tracing::warn!(
+                        "{}: a fetch from offset {expected} {what}: the broker skipped the \
+                         batch holding offset {expected} (a fetch must return it); seeking \
+                         back to read it ({suppressed} similar warnings suppressed)",
+                        self.context
+                    );
+                }
+                REWIND_FIRST
+            }
+        };
+        let seek_to = (expected - back).max(0);
+        self.consumer
+            .seek(
+                &self.state.repartition_topic,
+                self.state.partition,
+                Offset::Offset(seek_to),
+                self.seek_timeout,
+            )
+            .map_err(|e| {
+                ConnectorError::Kafka(format!(
+                    "{}: cannot seek back to offset {seek_to} to read offsets {expected}..: \
+                     {e}",
+                    self.context
+                ))
+            })?;
+        self.rewind = Some(Rewind { expected, seek_to });
+        self.stalled_since = Instant::now();
+        Ok(())
+    }
+
+    /// Called when a poll took nothing: a partition whose fetches return nothing for
+    /// [`STALL_MS`] although its high watermark is past the position is rewound.
+    fn check_stall(&mut self) -> Result<()> {
+        let data = self.state.data_index;
+        let position = self.state.positions[data as usize];
+        match self.high_watermark(data) {
+            Some(high) if high > position => {
+                if self.stalled_since.elapsed() >= Duration::from_millis(STALL_MS) {
+                    self.rewind(position, high, Skip::Stall)?;
+                }
+            }
+            _ => self.stalled_since = Instant::now(),
+        }
+        Ok(())
+    }
+}
+
 impl Source for RepartitionSource {
     fn partitions(&self) -> &[PartitionInfo] {
         &self.state.partitions
@@ -515,6 +667,7 @@ impl Source for RepartitionSource {
         let bytes_start = out.bytes();
         let mut handled = 0usize;
         let mut taken_records = 0usize;
+        let mut gap = None;
         while handled < records_max && out.bytes() - bytes_start < bytes_max {
             // Ask for fewer messages when the bytes limit is near (by the average size so far).
             let mut want = (records_max - handled).min(BATCH_MESSAGES_MAX);
@@ -559,8 +712,30 @@ impl Source for RepartitionSource {
                         RDKafkaErrorCode::from(err)
                     ))
                 };
-                self.state.take(message.offset, record, out)?;
-                taken_records += 1;
+                match self.state.take(message.offset, record, out)? {
+                    Step::Taken => {
+                        taken_records += 1;
+                        if let Some(r) = self.rewind.take() {
+                            tracing::info!(
+                                "{}: offsets {}.. read again from offset {}",
+                                self.context,
+                                r.expected,
+                                r.seek_to
+                            );
+                        }
+                    }
+                    Step::Behind => {}
+                    Step::Gap { expected } => {
+                        // The rest of `taken` follows the gap: dropped, fetched again.
+                        gap = Some((expected, message.offset));
+                        break;
+                    }
+                }
+            }
+            drop(taken);
+            if let Some((expected, got)) = gap {
+                self.rewind(expected, got, Skip::Gap)?;
+                break;
             }
             if drained {
                 break;
@@ -568,7 +743,11 @@ impl Source for RepartitionSource {
         }
         self.queues.serve_logs(&self.context, &mut self.log_limiter);
         if taken_records > 0 {
+            self.stalled_since = Instant::now();
             return Ok(SourceStatus::Data);
+        }
+        if gap.is_none() {
+            self.check_stall()?;
         }
         if let Some((code, reason)) = self.consumer.client().fatal_error() {
             return Err(ConnectorError::Kafka(format!(

@@ -441,6 +441,7 @@ fn indexes_follow_the_given_order() {
         (s.index_of_source.clone(), s.data_index),
         (vec![1, 3, 0], 2)
     );
+    s.positions[2] = 7;
     let mut out = RawBatch::default();
     let row = |sp, so| {
         Ok(RepartitionRecord::Row {
@@ -449,22 +450,59 @@ fn indexes_follow_the_given_order() {
             payload: b"r",
         })
     };
-    s.take(7, row(2, 4), &mut out).expect("row");
-    s.take(
+    assert_eq!(s.take(7, row(2, 4), &mut out).expect("row"), Step::Taken);
+    let mark = s.take(
         8,
         Ok(RepartitionRecord::Mark {
             source_partition: 1,
             ts_max_ms: 9,
         }),
         &mut out,
-    )
-    .expect("mark");
+    );
+    assert_eq!(mark.expect("mark"), Step::Taken);
     assert_eq!(
         (out.partition.clone(), out.offset.clone()),
         (vec![0], vec![4])
     );
     assert_eq!(out.marks, vec![(3, 9)]);
     assert_eq!(s.positions, vec![5, 0, 9, 0]);
+}
+
+/// Records before the data position (read again after a seek back) and after it (the broker
+/// skipped some) are not taken and change nothing; the next record then is.
+#[test]
+fn only_the_next_offset_of_the_data_partition_is_taken() {
+    let info = |topic: &str, partition| PartitionInfo {
+        topic: topic.into(),
+        partition,
+    };
+    let mut s = dedupe_state(&[info(TOPIC, 0), info(SOURCE, 0)], 1);
+    s.positions = vec![10, 3];
+    let mut out = RawBatch::default();
+    let row = |so| {
+        Ok(RepartitionRecord::Row {
+            source_partition: 0,
+            source_offset: so,
+            payload: b"r",
+        })
+    };
+    assert_eq!(s.take(9, row(2), &mut out).expect("behind"), Step::Behind);
+    assert_eq!(
+        s.take(12, row(5), &mut out).expect("gap"),
+        Step::Gap { expected: 10 }
+    );
+    assert_eq!(
+        s.take(11, row(4), &mut out).expect("gap"),
+        Step::Gap { expected: 10 }
+    );
+    assert_eq!(
+        (out.len(), out.duplicates, s.positions.clone()),
+        (0, 0, vec![10, 3])
+    );
+    assert_eq!(s.take(10, row(3), &mut out).expect("next"), Step::Taken);
+    assert_eq!(s.take(11, row(4), &mut out).expect("next"), Step::Taken);
+    assert_eq!(out.offset, vec![3, 4]);
+    assert_eq!(s.positions, vec![12, 5]);
 }
 
 proptest! {

@@ -75,15 +75,30 @@ pub fn run_to_rows(sql: &str, opts: &JobOptions, output: &Path) -> Result<Outcom
     Ok(Outcome { report, rows })
 }
 
-/// A temporary directory for one test, with file names in it.
+/// Set (to anything) to keep every test's scratch directory (logs, outputs, checkpoints)
+/// after the test, for a post-mortem; its path is printed.
+pub const KEEP_SCRATCH_ENV: &str = "SPILLWAY_TEST_KEEP_SCRATCH";
+
+/// A temporary directory for one test, with file names in it; removed when dropped unless
+/// [`KEEP_SCRATCH_ENV`] is set.
 pub struct Scratch {
     dir: tempfile::TempDir,
 }
 
 impl Scratch {
     pub fn new() -> Self {
-        match tempfile::Builder::new().prefix("spillway-test-").tempdir() {
-            Ok(dir) => Scratch { dir },
+        let keep = std::env::var_os(KEEP_SCRATCH_ENV).is_some();
+        match tempfile::Builder::new()
+            .prefix("spillway-test-")
+            .disable_cleanup(keep)
+            .tempdir()
+        {
+            Ok(dir) => {
+                if keep {
+                    eprintln!("scratch directory kept: {}", dir.path().display());
+                }
+                Scratch { dir }
+            }
             Err(e) => panic!("cannot create a temp dir: {e}"),
         }
     }

@@ -19,6 +19,20 @@ use rdkafka::ClientConfig;
 
 use crate::error::{ConnectorError, Result};
 
+/// The repartition topic's settings when spillway creates it: rows are read once and never
+/// needed after the checkpoints that cover them, so the brokers' retention deletes them.
+const REPARTITION_TOPIC_CONFIG: &[(&str, &str)] = &[("cleanup.policy", "delete")];
+
+/// How long the state topic's active segment stays open (10 min). Compaction never touches
+/// the active segment, and a new owner reads a partition from its start, so the default
+/// (7 days) would let a restore read every checkpoint of a week; this bounds the part not yet
+/// compacted to about ten minutes of checkpoints.
+pub const STATE_TOPIC_SEGMENT_MS: u64 = 600_000;
+
+/// The state topic's settings when spillway creates it (see [`STATE_TOPIC_SEGMENT_MS`]).
+const STATE_TOPIC_CONFIG: &[(&str, &str)] =
+    &[("cleanup.policy", "compact"), ("segment.ms", "600000")];
+
 /// Runs a future to completion on this thread. rdkafka's Admin API returns futures that its
 /// own background thread completes, so all this needs is to wait for the wake-ups.
 pub fn block_on<F: Future>(future: F) -> F::Output {
@@ -81,7 +95,14 @@ pub fn ensure_repartition_topic(
         };
     }
     let partitions = wanted.unwrap_or(default_partitions).max(1);
-    let n = create_topic(config, topic, "repartition", partitions, "delete", timeout)?;
+    let n = create_topic(
+        config,
+        topic,
+        "repartition",
+        partitions,
+        REPARTITION_TOPIC_CONFIG,
+        timeout,
+    )?;
     if wanted.is_some_and(|w| w != n) {
         return Err(ConnectorError::Kafka(format!(
             "the repartition topic '{topic}' was created with {n} partitions, not {partitions}"
@@ -100,13 +121,21 @@ pub fn ensure_state_topic(
 ) -> Result<()> {
     let n = match topic_partition_count(config, topic, timeout)? {
         Some(n) => n,
-        None => create_topic(config, topic, "state", partitions, "compact", timeout)?,
+        None => create_topic(
+            config,
+            topic,
+            "state",
+            partitions,
+            STATE_TOPIC_CONFIG,
+            timeout,
+        )?,
     };
     if n != partitions {
         return Err(ConnectorError::Kafka(format!(
             "the state topic '{topic}' has {n} partitions, but the repartition topic has \
              {partitions}: partition r of the state topic holds repartition partition r's \
-             checkpoints (create it with {partitions} partitions and cleanup.policy=compact)"
+             checkpoints (create it with {partitions} partitions and cleanup.policy=compact, \
+             segment.ms={STATE_TOPIC_SEGMENT_MS})"
         )));
     }
     Ok(())
@@ -119,14 +148,21 @@ fn create_topic(
     topic: &str,
     role: &str,
     partitions: i32,
-    cleanup_policy: &str,
+    topic_config: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<i32> {
     let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| {
         ConnectorError::Kafka(format!("cannot create an admin client for '{topic}': {e}"))
     })?;
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1))
-        .set("cleanup.policy", cleanup_policy);
+    let new_topic = topic_config.iter().fold(
+        NewTopic::new(topic, partitions, TopicReplication::Fixed(-1)),
+        |t, (k, v)| t.set(k, v),
+    );
+    let settings = topic_config
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let options = AdminOptions::new().operation_timeout(Some(timeout));
     let created = block_on(admin.create_topics([&new_topic], &options)).map_err(|e| {
         ConnectorError::Kafka(format!(
@@ -140,7 +176,7 @@ fn create_topic(
             Err((_, code)) => {
                 return Err(ConnectorError::Kafka(format!(
                     "cannot create the {role} topic '{topic}' ({partitions} partitions): \
-                     {code}; create it with the brokers' tools (cleanup.policy={cleanup_policy})"
+                     {code}; create it with the brokers' tools ({settings})"
                 )))
             }
         }
@@ -188,6 +224,13 @@ mod tests {
         );
         let e = ensure_repartition_topic(&c, "g-repartition", Some(4), 8, t).unwrap_err();
         assert!(e.to_string().contains("has 3 partitions"), "{e}");
+    }
+
+    #[test]
+    fn the_state_topic_is_compacted_with_a_bounded_active_segment() {
+        let segment = STATE_TOPIC_SEGMENT_MS.to_string();
+        assert!(STATE_TOPIC_CONFIG.contains(&("segment.ms", segment.as_str())));
+        assert!(STATE_TOPIC_CONFIG.contains(&("cleanup.policy", "compact")));
     }
 
     #[test]

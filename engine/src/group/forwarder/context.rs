@@ -116,6 +116,16 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn log_librdkafka(topic: &str, level: RDKafkaLogLevel, facility: &str, message: &str) {
+    // Expected, and reported elsewhere: the forwarder sets `enable.gapless.guarantee` on
+    // purpose (see `Forwarder::start`), so librdkafka's warning that the property is
+    // experimental says nothing new; a failed offset commit (refused during every
+    // rebalance) reaches `commit_callback`, and the next commit covers it.
+    let expected = facility == "COMMITFAIL"
+        || (facility == "CONFWARN" && message.contains("enable.gapless.guarantee"));
+    if expected {
+        tracing::debug!("forwarder ('{topic}'): librdkafka {facility}: {message}");
+        return;
+    }
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert

@@ -24,6 +24,9 @@ pub const POLL_INTERVAL_MS: u64 = 20;
 const LOG_TAIL_BYTES_MAX: usize = 3_000;
 /// The processes' log filter: warnings and the runner's instance starts and stops.
 const PROCESS_LOG_FILTER: &str = "warn,spillway_engine::group=info";
+/// Set to give the processes another log filter (`RUST_LOG` syntax), e.g. to see a
+/// restore's phases: `warn,spillway_engine::group=info,spillway_connectors::state_topic=debug`.
+pub const PROCESS_LOG_ENV: &str = "SPILLWAY_BENCH_PROCESS_LOG";
 /// The runner's log line of a job instance started (`partition <r>: job instance started`).
 const LOG_INSTANCE_STARTED: &str = ": job instance started";
 /// The runner's log line of a job instance stopped.
@@ -80,7 +83,10 @@ impl Processes {
             .arg("run")
             .arg(&self.sql)
             .args(["--shards", "1", "--no-pin"])
-            .env("RUST_LOG", PROCESS_LOG_FILTER)
+            .env(
+                "RUST_LOG",
+                std::env::var(PROCESS_LOG_ENV).unwrap_or_else(|_| PROCESS_LOG_FILTER.to_string()),
+            )
             .env("NO_COLOR", "1")
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))

@@ -423,6 +423,7 @@ impl StateTopic {
 
     fn restore_inner(&mut self, dir: &Path) -> Result<RestoreReport> {
         let what = self.what();
+        let started = Instant::now();
         // The partition's leader must be known before it is assigned, or the first fetch
         // waits for a metadata refresh (about a second).
         self.tail
@@ -432,6 +433,10 @@ impl StateTopic {
         let owner = self.owner.clone();
         let n = self.send(&claim_key, Some(owner.as_bytes()))?;
         let claim_offset = self.wait(n, n + 1)?.unwrap_or(0);
+        tracing::debug!(
+            "{what}: claim at offset {claim_offset} acknowledged {:?} into the restore",
+            started.elapsed()
+        );
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.config.topic, self.config.partition, Offset::Beginning)
             .map_err(|e| ConnectorError::Kafka(format!("{what}: {e}")))?;
@@ -494,6 +499,10 @@ impl StateTopic {
             Ok(())
         })?;
 
+        tracing::debug!(
+            "{what}: {records} records read {:?} into the restore",
+            started.elapsed()
+        );
         match fs::remove_dir_all(dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -522,9 +531,18 @@ impl StateTopic {
                 self.listing.insert(file.path.clone(), file.clone());
             }
             report.epoch = Some(listing.epoch);
+            tracing::debug!(
+                "{what}: {} files written {:?} into the restore",
+                listing.files.len(),
+                started.elapsed()
+            );
             // Re-commit under this owner's name: the listing stays valid whatever compaction
             // keeps of the previous owner's records.
             self.commit(listing.epoch)?;
+            tracing::debug!(
+                "{what}: re-committed {:?} into the restore",
+                started.elapsed()
+            );
         }
         self.garbage.extend(owners_keys);
         self.garbage.extend(

@@ -32,6 +32,18 @@ pub struct NexmarkExpected {
     pub rows: u64,
     pub int_sums: BTreeMap<&'static str, i128>,
     pub float_sums: BTreeMap<&'static str, f64>,
+    /// A changelog query (q4): the records read (auctions and bids), and per key (the
+    /// first column) the value (the first DOUBLE column) of its last row; `rows` is then
+    /// the number of keys.
+    pub records: u64,
+    pub finals: BTreeMap<i64, f64>,
+}
+
+impl NexmarkExpected {
+    /// Whether the query emits a changelog (its final row per key is checked).
+    pub fn is_changelog(&self) -> bool {
+        !self.finals.is_empty()
+    }
 }
 
 /// One group of a windowed query.
@@ -52,6 +64,9 @@ pub fn nexmark_expected(query: &str, stream: StreamConfig, events: Range<u64>) -
     }
     if query == "q11" {
         return sessions_expected(stream, events);
+    }
+    if query == "q4" {
+        return closing_prices_expected(stream, events);
     }
     let mut generator = NexmarkGenerator::new(stream);
     let mut out = NexmarkExpected::default();
@@ -131,6 +146,47 @@ pub fn nexmark_expected(query: &str, stream: StreamConfig, events: Range<u64>) -
             out.float_sums.insert("avg_price", avg_sum);
         }
     }
+    out
+}
+
+/// q4 (per category the average closing price of its auctions: the highest bid between an
+/// auction's opening and expiry, both included; auctions without bids do not count).
+fn closing_prices_expected(stream: StreamConfig, events: Range<u64>) -> NexmarkExpected {
+    let mut generator = NexmarkGenerator::new(stream);
+    let mut out = NexmarkExpected::default();
+    // auction id -> (category, opens, expires, highest bid)
+    let mut auctions: HashMap<u64, (i64, i64, i64, Option<u64>)> = HashMap::new();
+    for n in events.clone() {
+        if let Event::Auction(a) = generator.event(n) {
+            out.records += 1;
+            let opening = (a.category as i64, a.date_time_ms, a.expires_ms, None);
+            auctions.insert(a.id, opening);
+        }
+    }
+    for n in events.filter(|n| EventKind::of(*n) == EventKind::Bid) {
+        let Event::Bid(b) = generator.event(n) else {
+            continue;
+        };
+        out.bids += 1;
+        out.records += 1;
+        if let Some((_, opens, expires, best)) = auctions.get_mut(&b.auction) {
+            if (*opens..=*expires).contains(&b.date_time_ms) {
+                *best = Some(best.map_or(b.price, |p| p.max(b.price)));
+            }
+        }
+    }
+    let mut per_category: BTreeMap<i64, (u128, u64)> = BTreeMap::new();
+    for (category, _, _, best) in auctions.into_values() {
+        if let Some(price) = best {
+            let e = per_category.entry(category).or_default();
+            e.0 += u128::from(price);
+            e.1 += 1;
+        }
+    }
+    for (category, (sum, n)) in per_category {
+        out.finals.insert(category, sum as f64 / n as f64);
+    }
+    out.rows = out.finals.len() as u64;
     out
 }
 
@@ -243,6 +299,9 @@ struct Totals {
     rows: u64,
     int_sums: HashMap<String, i128>,
     float_sums: HashMap<String, f64>,
+    /// Changelog queries (a `row_kind` column): the value of the last row per key (a key's
+    /// rows all come from one shard).
+    finals: HashMap<i64, f64>,
     error: Option<String>,
 }
 
@@ -255,6 +314,7 @@ impl Totals {
         for (k, v) in other.float_sums.drain() {
             *self.float_sums.entry(k).or_default() += v;
         }
+        self.finals.extend(other.finals.drain());
         if self.error.is_none() {
             self.error = other.error.take();
         }
@@ -283,6 +343,9 @@ impl NexmarkCheckSinkFactory {
         if let Some(e) = &totals.error {
             return wrong(e.clone());
         }
+        if expected.is_changelog() {
+            return check_finals(&totals.finals, &expected.finals);
+        }
         if totals.rows != expected.rows {
             return wrong(format!(
                 "{} result rows, expected {}",
@@ -307,6 +370,28 @@ impl NexmarkCheckSinkFactory {
         }
         Ok(())
     }
+}
+
+/// The last value per key a changelog sink got against the oracle's (relative 1e-9).
+fn check_finals(got: &HashMap<i64, f64>, want: &BTreeMap<i64, f64>) -> Result<()> {
+    if got.len() != want.len() {
+        return Err(BenchError::WrongResult(format!(
+            "{} keys in the changelog, expected {}",
+            got.len(),
+            want.len()
+        )));
+    }
+    for (key, want) in want {
+        let value = got.get(key).copied();
+        let close = value
+            .is_some_and(|v| (v - want).abs() <= FLOAT_SUM_TOLERANCE_REL * want.abs().max(1.0));
+        if !close {
+            return Err(BenchError::WrongResult(format!(
+                "key {key} ends at {value:?}, expected {want}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl SinkFactory for NexmarkCheckSinkFactory {
@@ -342,6 +427,28 @@ impl NexmarkCheckSink {
     }
 }
 
+impl NexmarkCheckSink {
+    /// A changelog's rows: the first column is the key, the first DOUBLE column the value;
+    /// "-U" rows (withdrawn) are skipped.
+    fn note_finals(&mut self, batch: &RecordBatch, kinds: &arrow::array::ArrayRef) {
+        let keys = batch.column(0).as_primitive_opt::<Int64Type>();
+        let values = batch
+            .columns()
+            .iter()
+            .find_map(|c| c.as_primitive_opt::<Float64Type>());
+        let (Some(keys), Some(values), Some(kinds)) = (keys, values, kinds.as_string_opt::<i32>())
+        else {
+            self.local.error = Some("a changelog without an integer key and a DOUBLE value".into());
+            return;
+        };
+        for i in 0..batch.num_rows() {
+            if kinds.value(i) != "-U" {
+                self.local.finals.insert(keys.value(i), values.value(i));
+            }
+        }
+    }
+}
+
 impl Sink for NexmarkCheckSink {
     fn write(&mut self, batch: &RecordBatch) -> spillway_connectors::Result<()> {
         let schema = batch.schema();
@@ -369,6 +476,9 @@ impl Sink for NexmarkCheckSink {
                 }
                 _ => {}
             }
+        }
+        if let Some(kinds) = schema.index_of("row_kind").ok().map(|c| batch.column(c)) {
+            self.note_finals(batch, kinds);
         }
         self.local.rows += batch.num_rows() as u64;
         self.rows_written += batch.num_rows() as u64;
@@ -467,5 +577,49 @@ mod tests {
         expected.int_sums.insert("auction", 2247);
         let err = sink_factory.check(&expected).expect_err("wrong sum");
         assert!(err.to_string().contains("'auction'"), "{err}");
+    }
+
+    #[test]
+    fn the_changelog_check_takes_each_keys_last_row() {
+        let stream = StreamConfig::default();
+        let q4 = nexmark_expected("q4", stream, 0..20_000);
+        assert!(q4.is_changelog() && q4.rows > 1, "{q4:?}");
+        assert_eq!(
+            q4.records,
+            EventKind::Bid.count_in(20_000) + EventKind::Auction.count_in(20_000)
+        );
+        let sink_factory = NexmarkCheckSinkFactory::new();
+        let mut sink = sink_factory.open(0).expect("sink");
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("category", DataType::Int64, false),
+            arrow::datatypes::Field::new("avg_final", DataType::Float64, false),
+            arrow::datatypes::Field::new("row_kind", DataType::Utf8, false),
+        ]));
+        let rows = |keys: Vec<i64>, values: Vec<f64>, kind: &str| {
+            let kinds = vec![kind; keys.len()];
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(arrow::array::Int64Array::from(keys)),
+                    Arc::new(arrow::array::Float64Array::from(values)),
+                    Arc::new(arrow::array::StringArray::from(kinds)),
+                ],
+            )
+            .expect("batch")
+        };
+        sink.write(&rows(vec![1, 2], vec![5.0, 7.0], "+I"))
+            .expect("written");
+        sink.write(&rows(vec![1], vec![5.0], "-U"))
+            .expect("written");
+        sink.write(&rows(vec![1], vec![6.0], "+U"))
+            .expect("written");
+        sink.flush().expect("flushed");
+        let mut expected = NexmarkExpected::default();
+        expected.finals.insert(1, 6.0);
+        expected.finals.insert(2, 7.0);
+        assert!(sink_factory.check(&expected).is_ok());
+        expected.finals.insert(1, 5.0);
+        let err = sink_factory.check(&expected).expect_err("a stale value");
+        assert!(err.to_string().contains("key 1"), "{err}");
     }
 }

@@ -8,13 +8,14 @@ use arrow::array::RecordBatch;
 use hdrhistogram::Histogram;
 use spillway_connectors::Sink;
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::exchange::PartialWindow;
 use crate::final_aggregate::{ClosedWindow, FinalAggregate};
 use crate::late_sink::LateSink;
 use crate::output_stage::OutputStage;
 use crate::row_kind::RowKind;
 use crate::session::{sessions_to_batches, FiredSession, SessionStage};
+use crate::updating_aggregate::UpdatingAggregate;
 use crate::window_assigner::WindowAssigner;
 use crate::window_operator::{AggregateLayout, FiredWindow};
 
@@ -36,6 +37,9 @@ pub struct Emitter {
     /// SESSION windows: the owner stage (instead of `final_stage`; see `crate::session`).
     sessions: Option<SessionStage>,
     fired_sessions: Vec<FiredSession>,
+    /// A GROUP BY without a window over a join's final results: the updating aggregate,
+    /// which takes the rows `on_rows` gets and emits changes when partials merge.
+    updating: Option<UpdatingAggregate>,
     /// Microseconds from a window's close to its result being handed to the sink.
     pub latency_us: Histogram<u64>,
     pub rows_out: u64,
@@ -71,12 +75,62 @@ impl Emitter {
             closed: Vec::new(),
             sessions: None,
             fired_sessions: Vec::new(),
+            updating: None,
             latency_us: latency_histogram(),
             rows_out: 0,
             windows_out: 0,
             windows_updated: 0,
             sink_ns: 0,
         }
+    }
+
+    /// An updating aggregate (`crate::updating_aggregate`): rows given to
+    /// [`Emitter::on_rows`] are aggregated by it instead of written.
+    pub fn set_updating(&mut self, stage: UpdatingAggregate) {
+        self.updating = Some(stage);
+    }
+
+    /// The updating aggregate, if the query has one.
+    pub fn updating(&self) -> Option<&UpdatingAggregate> {
+        self.updating.as_ref()
+    }
+
+    /// Result rows of the pipeline's input stage (a join's results): aggregated by the
+    /// updating aggregate when the query has one, else written.
+    pub fn on_rows(&mut self, batch: &RecordBatch) -> Result<()> {
+        match &mut self.updating {
+            Some(stage) => stage.add(batch),
+            None => self.write(batch),
+        }
+    }
+
+    /// The updating aggregate's partials of this shard's rows since the last call for the
+    /// keys other shards own; the partial of the keys shard `shard` (this one) owns is
+    /// merged here and its changes written. Empty without an updating aggregate.
+    pub fn take_updates(&mut self, shard: usize) -> Result<Vec<(usize, PartialWindow)>> {
+        let Some(stage) = &mut self.updating else {
+            return Ok(Vec::new());
+        };
+        let mut parts = stage.take_partials();
+        if let Some(at) = parts.iter().position(|(owner, _)| *owner == shard) {
+            let (_, own) = parts.swap_remove(at);
+            self.merge_update(&own)?;
+        }
+        Ok(parts)
+    }
+
+    /// Merges an updating aggregate's partial and writes the changes it makes.
+    fn merge_update(&mut self, partial: &PartialWindow) -> Result<()> {
+        let Some(stage) = &mut self.updating else {
+            return Err(EngineError::Internal(
+                "an update partial reached a shard without an updating aggregate".into(),
+            ));
+        };
+        // Keys, not windows: `windows_out` / `windows_updated` (late updates) stay as they are.
+        for (kind, batch) in stage.merge(partial)? {
+            self.write_kind(&batch, kind)?;
+        }
+        Ok(())
     }
 
     /// SESSION windows: the owner stage that replaces the final stage.
@@ -169,13 +223,18 @@ impl Emitter {
         }
     }
 
-    pub fn on_partial(&mut self, partial: PartialWindow) {
+    pub fn on_partial(&mut self, partial: PartialWindow) -> Result<()> {
+        if self.updating.is_some() {
+            return self.merge_update(&partial);
+        }
         if let Some(s) = &mut self.sessions {
-            return s.merge(&partial);
+            s.merge(&partial);
+            return Ok(());
         }
         if let Some((layout, f)) = &mut self.final_stage {
             f.merge(layout, partial);
         }
+        Ok(())
     }
 
     pub fn on_local(&mut self, window: FiredWindow) {
@@ -251,7 +310,7 @@ impl Emitter {
             match kind {
                 RowKind::Insert => self.windows_out += n as u64,
                 RowKind::UpdateAfter => self.windows_updated += n as u64,
-                RowKind::Delete => {}
+                RowKind::Delete | RowKind::UpdateBefore => {}
             }
             at_kind += n;
         }

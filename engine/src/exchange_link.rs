@@ -153,7 +153,7 @@ impl Links {
                         if self.barrier_epoch[i] < self.epoch {
                             self.recorded.push(p.clone());
                         }
-                        em.on_partial(p)
+                        em.on_partial(p)?
                     }
                     ExchangeMsg::Barrier { epoch, .. } => {
                         assert!(

@@ -135,7 +135,16 @@ pub fn explain(job: &PreparedJob, pin_cores: bool) -> String {
             Some(w) => explain_window(w),
             None => "no window".into(),
         };
-        if crate::session::is_session(p) {
+        if a.window.is_none() {
+            line(
+                &mut s,
+                format!(
+                    "updating aggregate (no window) by [{}]: {} (keyed totals on the key's owner shard; each merged batch emits a changed key again: -U old row, +U new row)",
+                    keys.join(", "),
+                    aggs.join(", ")
+                ),
+            );
+        } else if crate::session::is_session(p) {
             for text in crate::session::explain_lines(&window, &keys, &aggs, job.shards) {
                 line(&mut s, text);
             }

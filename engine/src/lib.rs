@@ -38,6 +38,7 @@ pub mod sql;
 pub mod stream_join;
 pub mod summary;
 pub mod tune;
+pub mod updating_aggregate;
 pub mod watermark;
 pub mod window_assigner;
 pub mod window_operator;

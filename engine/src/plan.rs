@@ -416,6 +416,10 @@ pub struct LatePlan {
     /// `crate::row_kind`): a `row_kind STRING` column the SELECT does not produce. Its
     /// projection is a placeholder literal.
     pub row_kind_column: Option<usize>,
+    /// An updating aggregate (GROUP BY without a window) emits a changed key as "-U" (its
+    /// previous row) then "+U" (its new row); false: in upsert form, "+U" only (into
+    /// `upsert-kafka`, which keeps the last row per key).
+    pub update_before: bool,
 }
 
 /// Which input of a [`StreamJoin`] a row comes from.
@@ -459,10 +463,11 @@ pub enum StreamJoinKind {
     Interval { lower_ms: i64, upper_ms: i64 },
     /// `left.time + from_ms <= right.time <= left[until_column]` (Nexmark q9's `B.dateTime
     /// BETWEEN A.dateTime AND A.expires`): a left row's partners arrive until its own
-    /// column's time. Only with [`StreamJoin::top`]: a left row's best partners are
-    /// emitted once the watermark passes its `until_column`, and it is then freed; a right
-    /// row is freed once `time < watermark + from_ms`. `until_column` is a TIMESTAMP
-    /// column of the left side's output.
+    /// column's time. Only with [`StreamJoin::top`] or [`StreamJoin::aggregate`]: a left
+    /// row's best partners (or the aggregates over its partners) are emitted once the
+    /// watermark passes its `until_column`, and it is then freed; a right row is freed once
+    /// `time < watermark + from_ms`. `until_column` is a TIMESTAMP column of the left side's
+    /// output.
     IntervalUntil { from_ms: i64, until_column: usize },
 }
 
@@ -476,6 +481,24 @@ pub struct JoinTopN {
     /// ORDER BY: (column of the right side's output, descending). Equal rows are ordered
     /// by all their right columns, ascending, so the choice does not depend on arrival.
     pub order: Vec<(usize, bool)>,
+}
+
+/// Aggregates over each left row's matches of a [`StreamJoin`] (a subquery `SELECT
+/// MAX(R.price) AS final, L.category ... GROUP BY L.id, L.category` whose GROUP BY holds
+/// the left join key, as Nexmark q4's): one row per left row with at least one match,
+/// emitted once, when final. The joined schema is then `projection` (named
+/// `output_names`): the subquery's SELECT list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinAggregate {
+    /// The grouped left columns (of the left side's output), in GROUP BY order.
+    pub group_columns: Vec<usize>,
+    /// Per left row, over its matches; arguments over the right side's output schema.
+    /// Only the aggregates whose state is their slot (COUNT, SUM, AVG, MIN, MAX over
+    /// numbers).
+    pub aggregates: Vec<AggCall>,
+    /// The subquery's SELECT list over the grouped columns, then the aggregates.
+    pub projection: Vec<Expr>,
+    pub output_names: Vec<String>,
 }
 
 /// One input of a [`StreamJoin`]: a source table, optionally windowed, filtered and
@@ -515,9 +538,17 @@ pub struct StreamJoin {
     pub kind: StreamJoinKind,
     /// Top-N right rows per left row (the joined rows are then emitted only when final).
     pub top: Option<JoinTopN>,
+    /// Aggregates per left row (instead of `top`; emitted only when final).
+    pub aggregate: Option<JoinAggregate>,
 }
 
 impl StreamJoin {
+    /// Whether the join emits each result row once, when final, and never withdraws it
+    /// (a ranked or aggregating join): an updating aggregate may then read its output.
+    pub fn append_only_final(&self) -> bool {
+        self.top.is_some() || self.aggregate.is_some()
+    }
+
     /// The given side.
     pub fn side(&self, side: JoinSide) -> &StreamJoinSide {
         match side {

@@ -198,7 +198,7 @@ async fn route_fired(
         }
         for (owner, part) in split_by_owner(layout, &w, shards) {
             if owner == shard {
-                emitter.borrow_mut().on_partial(part);
+                emitter.borrow_mut().on_partial(part)?;
             } else {
                 links
                     .send(owner, ExchangeMsg::Partial(part), emitter)

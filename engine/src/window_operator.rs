@@ -21,7 +21,7 @@ use arrow::array::{ArrayRef, AsArray, RecordBatch, TimestampMillisecondArray};
 use arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use arrow::row::{RowConverter, Rows, SortField};
 
-use crate::accumulator::Accumulator;
+use crate::accumulator::{Accumulator, Slot, StringStore};
 use crate::checkpoint::chunk_codec::{save_all_pending, save_chunk, KIND_LOCAL};
 use crate::error::{EngineError, Result};
 use crate::group_table::GroupTable;
@@ -156,6 +156,35 @@ impl AggregateLayout {
         }
         RecordBatch::try_new(self.output_schema.clone(), columns)
             .map_err(|e| EngineError::Internal(format!("window output batch: {e}")))
+    }
+}
+
+impl AggregateLayout {
+    /// The output batch of groups of an aggregation without a window (an updating
+    /// aggregate): their encoded `keys` and slots (`stride` per group, in the keys' order).
+    pub fn keyed_batch(
+        &self,
+        keys: &[&[u8]],
+        slots: &[Slot],
+        strings: &StringStore,
+    ) -> Result<RecordBatch> {
+        if self.aggregation.window.is_some() || self.aggregation.top_n.is_some() {
+            return Err(EngineError::Internal(
+                "keyed_batch of a windowed aggregation".into(),
+            ));
+        }
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output_schema.fields().len());
+        if let Some(conv) = &self.converter {
+            let parser = conv.parser();
+            columns.extend(conv.convert_rows(keys.iter().map(|k| parser.parse(k)))?);
+        }
+        let stride = self.stride();
+        for (i, acc) in self.accumulators.iter().enumerate() {
+            let groups = 0..keys.len() as u32;
+            columns.push(acc.finish(slots, stride, i, groups, strings)?);
+        }
+        RecordBatch::try_new(self.output_schema.clone(), columns)
+            .map_err(|e| EngineError::Internal(format!("updating aggregate output batch: {e}")))
     }
 }
 

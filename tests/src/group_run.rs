@@ -28,6 +28,8 @@ const GROUP_POLL_INTERVAL_MS: u64 = 200;
 /// The processes' log filter: warnings, and the group runner's membership events (which
 /// process ran which repartition partition when).
 const GROUP_LOG_FILTER: &str = "warn,spillway_engine::group=info";
+/// `shutdown_timeout` of a `spillway serve` member: its SIGTERM stop must end within it.
+const SERVE_SHUTDOWN_S: u64 = 20;
 /// Directory levels under the sink's path searched for committed part files.
 const OUTPUT_DEPTH_MAX: usize = 4;
 
@@ -220,11 +222,58 @@ impl GroupProcesses {
 
     /// Starts `spillway run SQL --shards 1 --no-pin` named `name` (unique in the test).
     pub fn start(&mut self, name: &str) -> Result<(), String> {
+        let log = self.new_member_log(name)?;
+        let child = start_group_run(&self.sql, &log, self.storage.process_dir(name).as_deref())?;
+        self.add_member(name, log, child);
+        Ok(())
+    }
+
+    /// Starts `spillway serve --config <log dir>/<name>.toml` named `name`: the SQL as its one
+    /// query, the process's checkpoint directory as `state_dir` (the shared one with
+    /// [`GroupStorage::SharedDirectory`]), metrics on a free local port, [`GROUP_LOG_FILTER`]
+    /// as its log level.
+    pub fn start_serve(&mut self, name: &str) -> Result<(), String> {
+        let log = self.new_member_log(name)?;
+        let state_dir = match &self.storage {
+            GroupStorage::StateTopic(dir) => dir.join(name),
+            GroupStorage::SharedDirectory(dir) => dir.clone(),
+        };
+        let port = crate::tansu::free_port()?;
+        let config = self.log_dir.join(format!("{name}.toml"));
+        let text = format!(
+            "queries = [{sql:?}]\nstate_dir = {state:?}\nshutdown_timeout = \"{SERVE_SHUTDOWN_S} s\"\n\
+             [http]\naddress = \"127.0.0.1:{port}\"\n[log]\nformat = \"text\"\n\
+             level = \"{GROUP_LOG_FILTER}\"\n",
+            sql = self.sql.display().to_string(),
+            state = state_dir.display().to_string(),
+        );
+        std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
+        let out = File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let child = Command::new(spillway_binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .map_err(|e| format!("cannot start spillway serve: {e}"))?;
+        self.add_member(name, log, child);
+        Ok(())
+    }
+
+    /// The log path of a new member `name`; an error if the name was used before.
+    fn new_member_log(&self, name: &str) -> Result<PathBuf, String> {
         if self.members.iter().any(|m| m.name == name) {
             return Err(format!("process {name} was started before"));
         }
-        let log = self.log_dir.join(format!("{name}.log"));
-        let child = start_group_run(&self.sql, &log, self.storage.process_dir(name).as_deref())?;
+        Ok(self.log_dir.join(format!("{name}.log")))
+    }
+
+    fn add_member(&mut self, name: &str, log: PathBuf, child: Child) {
         self.members.push(Member {
             name: name.to_string(),
             log,
@@ -232,7 +281,6 @@ impl GroupProcesses {
             exit: None,
             stopped_by_test: false,
         });
-        Ok(())
     }
 
     /// The names of the processes whose log has a line containing every one of `needles`.

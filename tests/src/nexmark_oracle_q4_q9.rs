@@ -11,6 +11,8 @@ use crate::oracle::{format_time, parse_time, Event};
 
 /// The SQL of `examples/nexmark/q9.sql`.
 pub const Q9_SQL: &str = include_str!("../../examples/nexmark/q9.sql");
+/// The SQL of `examples/nexmark/q4.sql`.
+pub const Q4_SQL: &str = include_str!("../../examples/nexmark/q4.sql");
 
 fn int(e: &Event, name: &str) -> i64 {
     match e.i64(name) {

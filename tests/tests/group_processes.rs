@@ -87,10 +87,10 @@ fn produce_sentinels(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
-    ts_ms: i64,
+    lines: &[String],
     batching: Batching,
 ) {
-    let line = sentinel_line(ts_ms);
+    let line = sentinel_line(sentinel_ts(lines));
     let records = (0..partitions).map(|p| (p, line.as_bytes()));
     let n = produce(bootstrap, topic, records, batching).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(n, partitions as u64);
@@ -217,7 +217,7 @@ fn join_leave_and_crash(bootstrap: &str, group: &str, lines: &[String], batching
     processes.start("p4").expect("start p4");
 
     produce_round_robin(bootstrap, TOPIC, chunks[3], PARTITIONS, batching);
-    produce_sentinels(bootstrap, TOPIC, PARTITIONS, sentinel_ts(lines), batching);
+    produce_sentinels(bootstrap, TOPIC, PARTITIONS, lines, batching);
 
     finish_and_check(&mut processes, &spec.out, &expected, started);
     let restorers = processes.logs_with_line(&["restored checkpoint", "from state topic"]);
@@ -255,6 +255,43 @@ fn processes_join_leave_and_crash_on_the_mock_cluster() {
         kafka.create_topic(&topic, partitions).expect("topic");
     }
     join_leave_and_crash(&kafka.bootstrap_servers(), GROUP, &lines, Batching::Default);
+}
+
+/// `spillway serve` runs a group-mode query like `spillway run`: two servers of the same
+/// configuration (each with its own `state_dir`) share the job; both stop on SIGTERM with exit
+/// code 0, and the results equal the oracle's, each once.
+#[test]
+fn serve_processes_share_a_job_on_the_mock_cluster() {
+    const TOPIC: &str = "trades";
+    const GROUP: &str = "spillway-group-serve";
+    const PARTITIONS: i32 = 4;
+    let started = Instant::now();
+    let lines = trades(6_000, 8_005, 16, 2_000);
+    let expected = trades_stats_rows(&lines, WINDOW_MS);
+    let scratch = Scratch::new();
+    let kafka = EmbeddedKafka::start(1).expect("mock cluster");
+    let bootstrap = kafka.bootstrap_servers();
+    for topic in [
+        TOPIC.to_string(),
+        format!("{GROUP}-repartition"),
+        format!("{GROUP}-state"),
+    ] {
+        kafka.create_topic(&topic, PARTITIONS).expect("topic");
+    }
+    let storage = GroupStorage::StateTopic(scratch.path("state"));
+    let spec = job_spec(&scratch, &bootstrap, TOPIC, GROUP, storage);
+    let mut processes = processes_for(&scratch, &spec);
+    processes.start_serve("s1").expect("start s1");
+    processes.start_serve("s2").expect("start s2");
+    produce_round_robin(&bootstrap, TOPIC, &lines, PARTITIONS, Batching::Default);
+    produce_sentinels(&bootstrap, TOPIC, PARTITIONS, &lines, Batching::Default);
+    finish_and_check(&mut processes, &spec.out, &expected, started);
+    let members = processes.logs_with_line(&["job instance started"]);
+    assert_eq!(
+        members,
+        vec!["s1".to_string(), "s2".to_string()],
+        "both servers ran job instances"
+    );
 }
 
 #[test]
@@ -358,13 +395,7 @@ fn a_window_waits_for_partitions_read_by_other_processes() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(n, rest.len() as u64);
-    produce_sentinels(
-        &bootstrap,
-        TOPIC,
-        PARTITIONS,
-        sentinel_ts(&lines),
-        Batching::Default,
-    );
+    produce_sentinels(&bootstrap, TOPIC, PARTITIONS, &lines, Batching::Default);
 
     finish_and_check(&mut processes, &spec.out, &expected, started);
 }

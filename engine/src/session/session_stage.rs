@@ -543,7 +543,7 @@ impl SessionStage {
         }
         // Withdrawals before the results that replace them; one run per kind.
         out[first_out..].sort_by_key(|f| match f.kind {
-            RowKind::Delete => 0,
+            RowKind::Delete | RowKind::UpdateBefore => 0,
             RowKind::UpdateAfter => 1,
             RowKind::Insert => 2,
         });

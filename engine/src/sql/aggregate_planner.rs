@@ -42,7 +42,8 @@ pub(crate) struct NamedOutput<'a> {
 /// Plans the expressions of an aggregate query (a [`Scope`] over the aggregation output).
 pub(crate) struct AggregatePlanner<'s, 'p> {
     source: &'s Source<'p>,
-    window: (WindowSpec, WindowForm),
+    /// None: an updating aggregate (no window; see [`AggregatePlanner::new`]).
+    window: Option<(WindowSpec, WindowForm)>,
     group_keys: Vec<Expr>,
     aggregates: Vec<AggCall>,
     clause: &'static str,
@@ -50,8 +51,15 @@ pub(crate) struct AggregatePlanner<'s, 'p> {
 }
 
 impl<'s, 'p> AggregatePlanner<'s, 'p> {
-    /// Reads the GROUP BY list: the window (either form) and the other group keys.
-    pub fn new(source: &'s Source<'p>, group_by: &[AstExpr], fallback: Pos) -> Result<Self> {
+    /// Reads the GROUP BY list: the window (either form) and the other group keys. Without
+    /// a window the aggregation is an updating one, allowed only when `updating` (its
+    /// input is append-only and final, as a ranked or aggregating join's output is).
+    pub fn new(
+        source: &'s Source<'p>,
+        group_by: &[AstExpr],
+        updating: bool,
+        fallback: Pos,
+    ) -> Result<Self> {
         let mut window: Option<(WindowSpec, WindowForm)> = None;
         let mut window_bounds_seen = (false, false);
         let mut group_keys: Vec<Expr> = Vec::new();
@@ -113,12 +121,12 @@ impl<'s, 'p> AggregatePlanner<'s, 'p> {
             }
             window = Some((spec, WindowForm::TableFunction));
         }
-        let window = window.ok_or_else(|| {
-            EngineError::plan(
-                "not supported yet: GROUP BY needs a window (TUMBLE, HOP or CUMULATE); aggregates over a whole unbounded stream are not supported",
+        if window.is_none() && !updating {
+            return Err(EngineError::plan(
+                "not supported yet: GROUP BY needs a window (TUMBLE, HOP or CUMULATE); aggregates over a whole unbounded stream are not supported (except over a join's final results, as Nexmark q4's)",
                 group_by_pos,
-            )
-        })?;
+            ));
+        }
         Ok(AggregatePlanner {
             source,
             window,
@@ -139,7 +147,7 @@ impl<'s, 'p> AggregatePlanner<'s, 'p> {
     /// Flink's `EXPR$n`). Names are unique.
     pub fn finish(self, outputs: &[NamedOutput], having: Option<Expr>) -> Aggregation {
         let key_count = self.group_keys.len();
-        let agg_base = key_count + 2;
+        let agg_base = key_count + self.window_columns();
         let select_len = outputs.len();
         let direct = |index: usize| {
             outputs
@@ -185,13 +193,22 @@ impl<'s, 'p> AggregatePlanner<'s, 'p> {
             agg_names.push(unique_name(candidate, &mut used));
         }
         Aggregation {
-            window: Some(self.window.0),
+            window: self.window.map(|w| w.0),
             group_keys: self.group_keys,
             group_key_names,
             aggregates: self.aggregates,
             agg_names,
             having,
             top_n: None,
+        }
+    }
+
+    /// `window_start` and `window_end` in the output: 2, or 0 without a window.
+    fn window_columns(&self) -> usize {
+        if self.window.is_some() {
+            2
+        } else {
+            0
         }
     }
 
@@ -345,7 +362,7 @@ impl<'s, 'p> AggregatePlanner<'s, 'p> {
             }
         };
         Ok(Expr::Column {
-            index: self.group_keys.len() + 2 + j,
+            index: self.group_keys.len() + self.window_columns() + j,
             name: format!("{name}(...)"),
             data_type: output_type,
         })
@@ -465,7 +482,14 @@ impl Scope for AggregatePlanner<'_, '_> {
                     ));
                 }
                 if let Some((window, bound)) = window_bound_of(name, pos)? {
-                    let (spec, form) = self.window;
+                    let Some((spec, form)) = self.window else {
+                        return Err(EngineError::plan(
+                            format!(
+                                "{name} needs a window in GROUP BY, and this query groups by none"
+                            ),
+                            pos,
+                        ));
+                    };
                     if form == WindowForm::TableFunction {
                         return Err(EngineError::plan(
                             format!("{name} belongs to GROUP BY {}(...); over FROM TABLE({}(...)) select window_start / window_end", window.name(), window.name()),

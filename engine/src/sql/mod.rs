@@ -30,6 +30,7 @@ mod source;
 mod stream_join;
 mod subquery;
 mod types;
+mod updating;
 mod window;
 mod window_topn;
 mod window_topn_groups;

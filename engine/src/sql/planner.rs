@@ -103,7 +103,7 @@ pub(crate) fn plan_insert(insert: &Insert, program: &Program, pos: Pos) -> Resul
     let mut projection = project_to_sink(&planned.outputs, &projected_sink, planned.pos)?;
     super::late::insert_row_kind(&mut projection, row_kind);
     let source_table = lookup_table(program, &planned.source, pos)?;
-    let late = super::late::plan_late(
+    let mut late = super::late::plan_late(
         program,
         source_table,
         sink,
@@ -111,6 +111,13 @@ pub(crate) fn plan_insert(insert: &Insert, program: &Program, pos: Pos) -> Resul
         row_kind,
         pos,
     )?;
+    if planned
+        .aggregation
+        .as_ref()
+        .is_some_and(|a| a.window.is_none())
+    {
+        late.update_before = super::updating::check_sink(sink, row_kind, sink_pos)?;
+    }
     Ok(Pipeline {
         source: planned.source,
         sink: sink.name.clone(),
@@ -167,22 +174,32 @@ pub(crate) fn plan_select(
         options: BTreeMap::from([("connector".to_string(), "print".to_string())]),
         pos,
     };
+    let mut projection: Vec<Expr> = planned.outputs.into_iter().map(|o| o.expr).collect();
+    let mut sink = sink;
+    // An updating aggregate's rows are printed with their kind (+I, -U, +U).
+    let updating = planned
+        .aggregation
+        .as_ref()
+        .is_some_and(|a| a.window.is_none());
+    let row_kind = updating.then(|| super::updating::add_row_kind_column(&mut sink));
+    super::late::insert_row_kind(&mut projection, row_kind);
     let source_table = lookup_table(program, &planned.source, pos)?;
-    let late = super::late::plan_late(
+    let mut late = super::late::plan_late(
         program,
         source_table,
         &sink,
         planned.aggregation.as_ref(),
-        None,
+        row_kind,
         pos,
     )?;
+    late.update_before = updating;
     let pipeline = Pipeline {
         source: planned.source,
         sink: sink.name.clone(),
         join: planned.join,
         filter: planned.filter,
         aggregation: planned.aggregation,
-        projection: planned.outputs.into_iter().map(|o| o.expr).collect(),
+        projection,
         output_schema: sink.schema(),
         late,
         stream_join: planned.stream_join.clone(),
@@ -328,14 +345,31 @@ pub(super) fn plan_query(query: &Query, program: &Program, pos: Pos) -> Result<P
             _ => false,
         });
 
-    if is_aggregate && stream_join.is_some() {
+    // A ranked or aggregating join emits each row once, when final: an updating
+    // aggregate (GROUP BY without a window) may read it.
+    let updating = stream_join
+        .as_ref()
+        .is_some_and(|j| j.plan.append_only_final());
+    if is_aggregate && stream_join.is_some() && !updating {
         return Err(EngineError::plan(
-            "not supported yet: aggregating the result of a join of two streams",
+            "not supported yet: aggregating the result of a join of two streams (except a ranked or aggregating join's, whose rows are final: Nexmark q4)",
             select_pos,
         ));
     }
     let (outputs, aggregation) = if is_aggregate {
-        plan_aggregate_query(select, &source, group_by, select_pos)?
+        let planned = plan_aggregate_query(select, &source, group_by, updating, select_pos)?;
+        if let Some(a) = &planned.1 {
+            if a.window.is_some() && stream_join.is_some() {
+                return Err(EngineError::plan(
+                    "not supported yet: a window aggregation over a join of two streams; group the join's results without a window (an updating aggregate)",
+                    select_pos,
+                ));
+            }
+            if a.window.is_none() {
+                super::updating::check_aggregation(a, select, select_pos)?;
+            }
+        }
+        planned
     } else {
         if source.window_tvf.is_some() {
             return Err(EngineError::plan(
@@ -364,13 +398,14 @@ pub(super) fn plan_query(query: &Query, program: &Program, pos: Pos) -> Result<P
     })
 }
 
-fn plan_aggregate_query(
+pub(super) fn plan_aggregate_query(
     select: &Select,
     source: &Source,
     group_by: &[sqlparser::ast::Expr],
+    updating: bool,
     select_pos: Pos,
 ) -> Result<(Vec<SelectOutput>, Option<Aggregation>)> {
-    let mut planner = AggregatePlanner::new(source, group_by, select_pos)?;
+    let mut planner = AggregatePlanner::new(source, group_by, updating, select_pos)?;
     let mut outputs = plan_select_list(select, source, &mut planner, true, select_pos)?;
     let having = match &select.having {
         Some(condition) => {

@@ -123,8 +123,13 @@ pub fn prepare(
         return Ok(None);
     };
     if checkpointing {
+        let updating = if pipeline.aggregation.is_some() {
+            " (nor that of the updating aggregate over its results)"
+        } else {
+            ""
+        };
         return Err(EngineError::Config(format!(
-            "not supported yet: checkpoints of a join of two streams ('{}' and '{}'): its state is not checkpointed; run it without checkpoint.dir",
+            "not supported yet: checkpoints of a join of two streams ('{}' and '{}'): its state{updating} is not checkpointed; run it without checkpoint.dir",
             join.left.table, join.right.table
         )));
     }

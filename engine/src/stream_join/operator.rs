@@ -13,11 +13,12 @@ use super::keys::KeyEncoder;
 use super::routing::{is_late, side_schema, JoinRows};
 use super::state::{join_window, window_side, IntervalJoinState, RowRef, WindowJoinState};
 use super::top_state::{FinishedRow, RankEncoder, RowCodec, TopJoinState};
+use crate::accumulator::{Accumulator, StringStore};
 use crate::emitter::Emitter;
 use crate::error::{EngineError, Result};
 use crate::expr::{evaluate_predicate, filter_batch};
 use crate::limits::JoinLimits;
-use crate::plan::{Expr, JoinSide, StreamJoin, StreamJoinKind};
+use crate::plan::{Expr, JoinAggregate, JoinSide, StreamJoin, StreamJoinKind};
 use crate::watermark::WATERMARK_MIN;
 
 /// What a join operator did.
@@ -42,13 +43,102 @@ struct PeerClock {
 enum JoinState {
     Window(WindowJoinState),
     Interval(Box<IntervalJoinState>),
-    /// A column-valued upper bound with the top N right rows per left row.
+    /// A column-valued upper bound with the top N right rows (or aggregates over the
+    /// matches) per left row.
     Top {
         state: Box<TopJoinState>,
-        ranks: RankEncoder,
+        output: TopOutput,
         left_rows: RowCodec,
         until_column: usize,
     },
+}
+
+/// What a finished left row of a [`JoinState::Top`] join becomes.
+enum TopOutput {
+    /// Its best right rows, numbered.
+    Ranked(RankEncoder),
+    /// One row: the subquery's SELECT list over its grouped columns and aggregates.
+    Aggregated(Box<AggregateOutput>),
+}
+
+/// The aggregates of an aggregating join (see `plan::JoinAggregate`).
+struct AggregateOutput {
+    plan: JoinAggregate,
+    accumulators: Vec<Accumulator>,
+    /// The grouped columns, then the aggregates (what `plan.projection` reads).
+    grouped_schema: SchemaRef,
+    strings: StringStore,
+}
+
+impl AggregateOutput {
+    fn new(plan: &JoinAggregate, left: &SchemaRef) -> Result<Self> {
+        let accumulators = plan
+            .aggregates
+            .iter()
+            .map(Accumulator::new)
+            .collect::<Result<Vec<_>>>()?;
+        let mut fields = Vec::new();
+        for &c in &plan.group_columns {
+            let field = left.fields().get(c).ok_or_else(|| {
+                EngineError::Internal(format!("grouped column {c} of a join's left side"))
+            })?;
+            fields.push(field.as_ref().clone().with_nullable(true));
+        }
+        for (i, a) in plan.aggregates.iter().enumerate() {
+            fields.push(Field::new(format!("$agg{i}"), a.output_type.clone(), true));
+        }
+        Ok(AggregateOutput {
+            plan: plan.clone(),
+            accumulators,
+            grouped_schema: Arc::new(Schema::new(fields)),
+            strings: StringStore::new(),
+        })
+    }
+
+    /// The prepared aggregate arguments of right rows `batch` (`times`: their event time).
+    fn values(&self, batch: &RecordBatch, times: &ArrayRef) -> Result<Vec<Option<ArrayRef>>> {
+        self.plan
+            .aggregates
+            .iter()
+            .zip(&self.accumulators)
+            .map(|(call, acc)| acc.prepare_batch(call, batch, times))
+            .collect()
+    }
+
+    /// The joined rows (the SELECT list) of finished left rows.
+    fn output(
+        &self,
+        finished: &[FinishedRow],
+        left_rows: &RowCodec,
+        schema: &SchemaRef,
+    ) -> Result<Option<RecordBatch>> {
+        if finished.is_empty() {
+            return Ok(None);
+        }
+        let lefts: Vec<&[u8]> = finished.iter().map(|f| f.left.as_ref()).collect();
+        let left = left_rows.decode(&lefts)?;
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for &c in &self.plan.group_columns {
+            columns.push(left[c].clone());
+        }
+        let stride = self.accumulators.len();
+        let slots: Vec<_> = finished
+            .iter()
+            .flat_map(|f| f.slots.iter().copied())
+            .collect();
+        for (a, acc) in self.accumulators.iter().enumerate() {
+            let groups = 0..finished.len() as u32;
+            columns.push(acc.finish(&slots, stride, a, groups, &self.strings)?);
+        }
+        let grouped = RecordBatch::try_new(self.grouped_schema.clone(), columns)?;
+        let outputs = self
+            .plan
+            .projection
+            .iter()
+            .map(|e| e.evaluate(&grouped))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(RecordBatch::try_new(schema.clone(), outputs)?))
+    }
 }
 
 /// The name of the row number column a top-N join appends to the joined schema.
@@ -85,9 +175,9 @@ impl StreamJoinOperator {
             .iter()
             .flat_map(|s| s.fields().iter().cloned())
             .collect();
-        let state = match (join.kind, &join.top) {
-            (StreamJoinKind::Window, None) => JoinState::Window(WindowJoinState::default()),
-            (StreamJoinKind::Interval { lower_ms, upper_ms }, None) => {
+        let state = match (join.kind, &join.top, &join.aggregate) {
+            (StreamJoinKind::Window, None, None) => JoinState::Window(WindowJoinState::default()),
+            (StreamJoinKind::Interval { lower_ms, upper_ms }, None, None) => {
                 JoinState::Interval(Box::new(IntervalJoinState::new(lower_ms, upper_ms)))
             }
             (
@@ -96,6 +186,7 @@ impl StreamJoinOperator {
                     until_column,
                 },
                 Some(top),
+                None,
             ) => {
                 fields.push(Arc::new(Field::new(
                     ROW_NUMBER_FIELD,
@@ -104,14 +195,39 @@ impl StreamJoinOperator {
                 )));
                 JoinState::Top {
                     state: Box::new(TopJoinState::new(from_ms, top.rank_max.max(1))),
-                    ranks: RankEncoder::new(&side_schemas[1], &top.order)?,
+                    output: TopOutput::Ranked(RankEncoder::new(&side_schemas[1], &top.order)?),
                     left_rows: RowCodec::new(&side_schemas[0])?,
                     until_column,
                 }
             }
-            (kind, top) => {
+            (
+                StreamJoinKind::IntervalUntil {
+                    from_ms,
+                    until_column,
+                },
+                None,
+                Some(aggregate),
+            ) => {
+                fields = aggregate
+                    .projection
+                    .iter()
+                    .zip(&aggregate.output_names)
+                    .map(|(e, n)| Arc::new(Field::new(n, e.data_type(), true)))
+                    .collect();
+                let output = AggregateOutput::new(aggregate, &side_schemas[0])?;
+                JoinState::Top {
+                    state: Box::new(TopJoinState::aggregating(
+                        from_ms,
+                        output.accumulators.clone(),
+                    )?),
+                    output: TopOutput::Aggregated(Box::new(output)),
+                    left_rows: RowCodec::new(&side_schemas[0])?,
+                    until_column,
+                }
+            }
+            (kind, top, aggregate) => {
                 return Err(EngineError::Internal(format!(
-                    "a stream join of kind {kind:?} with top-N {top:?} was planned"
+                    "a stream join of kind {kind:?} with top-N {top:?} and aggregate {aggregate:?} was planned"
                 )))
             }
         };
@@ -197,7 +313,7 @@ impl StreamJoinOperator {
             }
             JoinState::Top {
                 state,
-                ranks,
+                output,
                 left_rows,
                 until_column,
             } => {
@@ -217,10 +333,16 @@ impl StreamJoinOperator {
                         let rows = left_rows.encode(&batch)?;
                         state.insert_left(&rows, &keys, &ts, &until, &skip)?;
                     }
-                    JoinSide::Right => {
-                        let ranks = ranks.encode(&batch)?;
-                        state.insert_right(&keys, &ts, ranks, &skip)?;
-                    }
+                    JoinSide::Right => match output {
+                        TopOutput::Ranked(ranks) => {
+                            let ranks = ranks.encode(&batch)?;
+                            state.insert_right(&keys, &ts, ranks, &skip)?;
+                        }
+                        TopOutput::Aggregated(aggregate) => {
+                            let values = aggregate.values(&batch, batch.column(time_column))?;
+                            state.insert_right_values(&keys, &ts, values, &skip)?;
+                        }
+                    },
                 }
             }
         }
@@ -281,12 +403,20 @@ impl StreamJoinOperator {
             JoinState::Interval(state) => state.expire(min),
             JoinState::Top {
                 state,
-                ranks,
+                output,
                 left_rows,
                 ..
             } => {
                 let finished = state.expire(min);
-                if let Some(out) = top_output(&finished, ranks, left_rows, &self.joined_schema)? {
+                let out = match output {
+                    TopOutput::Ranked(ranks) => {
+                        top_output(&finished, ranks, left_rows, &self.joined_schema)?
+                    }
+                    TopOutput::Aggregated(aggregate) => {
+                        aggregate.output(&finished, left_rows, &self.joined_schema)?
+                    }
+                };
+                if let Some(out) = out {
                     self.emit(out, emitter)?;
                 }
             }
@@ -334,7 +464,7 @@ impl StreamJoinOperator {
             None => joined,
         };
         if out.num_rows() > 0 {
-            emitter.write(&out)?;
+            emitter.on_rows(&out)?;
         }
         Ok(())
     }

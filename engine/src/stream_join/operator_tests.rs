@@ -84,6 +84,7 @@ fn setup(limits: JoinLimits) -> (StreamJoinOperator, Emitter, Arc<Mutex<Vec<Reco
         right: side("r"),
         kind: StreamJoinKind::Window,
         top: None,
+        aggregate: None,
     };
     let op = StreamJoinOperator::new(0, 2, &join, None, limits).expect("operator");
     let out_schema = Arc::new(Schema::new(vec![

@@ -25,7 +25,9 @@ use crate::exchange_link::Links;
 use crate::output_stage::OutputStage;
 use crate::plan::JoinSide;
 use crate::shard::{ShardContext, ShardReport};
+use crate::updating_aggregate::UpdatingAggregate;
 use crate::watermark::{ShardWatermark, WatermarkTracker, WATERMARK_MAX};
+use crate::window_operator::AggregateLayout;
 
 /// One side's reading end on this shard.
 struct SideReader {
@@ -103,6 +105,25 @@ async fn broadcast(
         .on_watermark(shard, wm.watermark, wm.idle, &mut emitter.borrow_mut())
 }
 
+/// Sends the updating aggregate's partials of this shard's join results to the owners of
+/// their keys (its own are merged by the emitter); nothing without an updating aggregate.
+async fn ship_updates(
+    shard: usize,
+    links: &mut Links,
+    emitter: &Rc<RefCell<Emitter>>,
+) -> Result<()> {
+    loop {
+        // Sending drains incoming messages, which may produce more results.
+        let parts = emitter.borrow_mut().take_updates(shard)?;
+        if parts.is_empty() {
+            return Ok(());
+        }
+        for (to, part) in parts {
+            links.send(to, ExchangeMsg::Partial(part), emitter).await?;
+        }
+    }
+}
+
 /// Runs one shard of a join of two streams to completion.
 pub async fn run_join_shard(ctx: ShardContext, input: Arc<JoinInput>) -> Result<ShardReport> {
     let started = Instant::now();
@@ -114,11 +135,23 @@ pub async fn run_join_shard(ctx: ShardContext, input: Arc<JoinInput>) -> Result<
         .stream_join
         .clone()
         .ok_or_else(|| EngineError::Internal("run_join_shard without a stream join".into()))?;
-    if pipeline.aggregation.is_some() {
-        return Err(EngineError::Internal(
-            "an aggregation after a stream join was planned".into(),
-        ));
-    }
+    // An aggregation after a join is an updating aggregate (`crate::updating_aggregate`).
+    let updating = match &pipeline.aggregation {
+        Some(a) if a.window.is_none() && join.append_only_final() => Some(UpdatingAggregate::new(
+            Arc::new(AggregateLayout::new(a)?),
+            shard,
+            shards,
+            pipeline.late.update_before,
+            &limits,
+        )?),
+        Some(_) => {
+            return Err(EngineError::Internal(
+                "a window aggregation (or one over a join that updates) after a stream join was planned".into(),
+            ))
+        }
+        None => None,
+    };
+    let updating_query = updating.is_some();
     let operator = Rc::new(RefCell::new(StreamJoinOperator::new(
         shard,
         shards,
@@ -138,14 +171,19 @@ pub async fn run_join_shard(ctx: ShardContext, input: Arc<JoinInput>) -> Result<
         .right_source
         .open(shard, right_partitions.clone(), None)?;
     let sink = ctx.sink.open(shard)?;
-    // Join results are inserts ("+I" in a sink's row_kind column).
+    // Join results are inserts ("+I" in a sink's row_kind column); an updating
+    // aggregate's rows carry their own kinds.
     let output = OutputStage::new(
         None,
         pipeline.projection.clone(),
         pipeline.output_schema.clone(),
     )
     .with_row_kind_column(pipeline.late.row_kind_column);
-    let emitter = Rc::new(RefCell::new(Emitter::new(shards, None, output, sink)));
+    let mut emitter = Emitter::new(shards, None, output, sink);
+    if let Some(stage) = updating {
+        emitter.set_updating(stage);
+    }
+    let emitter = Rc::new(RefCell::new(emitter));
     let mut readers = [
         SideReader::open(
             &ctx.source_table,
@@ -265,6 +303,7 @@ pub async fn run_join_shard(ctx: ShardContext, input: Arc<JoinInput>) -> Result<
             broadcast(shard, &mut links, &emitter, &operator, wm).await?;
             last_wm = Some(wm);
         }
+        ship_updates(shard, &mut links, &emitter).await?;
         if readers.iter().all(|r| r.finished) {
             report.finished = true;
             break;
@@ -282,6 +321,20 @@ pub async fn run_join_shard(ctx: ShardContext, input: Arc<JoinInput>) -> Result<
         };
         broadcast(shard, &mut links, &emitter, &operator, fin).await?;
     }
+    if updating_query && report.finished {
+        // The last join results come when every shard's final watermark is in: their
+        // updates go out before this shard says Done.
+        let wait = Duration::from_micros(limits.poll_idle_us.max(10));
+        while operator.borrow().global_watermark() < WATERMARK_MAX {
+            if ctx.first_error.get().is_some() || links.all_done() {
+                break;
+            }
+            links.drain(&emitter)?;
+            ship_updates(shard, &mut links, &emitter).await?;
+            glommio::timer::sleep(wait).await;
+        }
+    }
+    ship_updates(shard, &mut links, &emitter).await?;
     links.say_done(shard, &emitter).await;
     links.drain_until_done(&emitter).await?;
     let mut em = emitter.borrow_mut();
@@ -304,6 +357,15 @@ pub async fn run_join_shard(ctx: ShardContext, input: Arc<JoinInput>) -> Result<
     report.late_events += op.stats.late_rows;
     report.rows_out = em.rows_out;
     report.windows_out = op.stats.windows_closed;
+    if let Some(stage) = em.updating() {
+        tracing::debug!(
+            "shard {shard}: updating aggregate: {} rows in, {} keys held, {} inserted, {} updates",
+            stage.stats.rows_in,
+            stage.keys(),
+            stage.stats.keys_inserted,
+            stage.stats.keys_updated
+        );
+    }
     report.sink_ns = em.sink_ns;
     report.watermark = current;
     report.positions = (0..readers[0].partitions as u32)

@@ -21,6 +21,11 @@
 //! its rows wait in the index (a batch's bytes are freed with its last waiting row) and
 //! copied into a left row's best rows. A long-lived left row thus holds only its own bytes
 //! and its best rows', not the batches they came in.
+//!
+//! Aggregating instead of ranking (Nexmark q4's `MAX(B.price) ... GROUP BY A.id`, see
+//! [`TopJoinState::aggregating`]): a left row keeps one accumulator slot per aggregate
+//! (`crate::accumulator`, the slot-only kinds) instead of its best rows, and a right row
+//! updates them; a waiting right batch is held as its prepared aggregate arguments.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -31,6 +36,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::row::{RowConverter, Rows, SortField};
 
 use super::state::RowRef;
+use crate::accumulator::{inner_aggregate_allowed, Accumulator, Slot, StringStore};
 use crate::error::{EngineError, Result};
 
 /// Encodes right rows into their rank bytes (smaller is better).
@@ -122,11 +128,39 @@ impl RowCodec {
     }
 }
 
-/// The rank bytes of a right batch, held for its rows still waiting in the index.
+/// What a right batch brings to the left rows: its rows' rank bytes (ranking), or its
+/// prepared aggregate arguments, one per aggregate (aggregating).
+enum RightRows {
+    Ranks(Rows),
+    Values(Vec<Option<ArrayRef>>),
+}
+
+impl RightRows {
+    fn bytes(&self) -> usize {
+        match self {
+            RightRows::Ranks(r) => r.size(),
+            RightRows::Values(v) => v.iter().flatten().map(|a| a.get_array_memory_size()).sum(),
+        }
+    }
+}
+
+/// A right batch, held for its rows still waiting in the index.
 struct HeldBatch {
-    ranks: Rows,
+    rows: RightRows,
     refs: usize,
     bytes: usize,
+}
+
+/// What a left row collects of its partners.
+enum Collect {
+    /// The best `rank_max` right rows.
+    Best { rank_max: usize },
+    /// Aggregates over every partner (slot-only accumulators).
+    Aggregate {
+        accumulators: Vec<Accumulator>,
+        /// Unused: slot-only aggregates keep no side state.
+        strings: StringStore,
+    },
 }
 
 struct LeftEntry {
@@ -138,8 +172,12 @@ struct LeftEntry {
     /// The left row's bytes (see [`RowCodec`]).
     row: Box<[u8]>,
     /// The rank bytes of the best right rows (which hold the whole rows), best first, at
-    /// most `rank_max`.
+    /// most `rank_max` (ranking).
     best: Vec<Box<[u8]>>,
+    /// One slot per aggregate (aggregating).
+    slots: Box<[Slot]>,
+    /// Right rows matched (aggregating).
+    matches: u64,
 }
 
 struct RightEntry {
@@ -149,17 +187,19 @@ struct RightEntry {
 }
 
 /// A left row whose partners are final: the left row's bytes ([`RowCodec`]) and its best
-/// right rows' rank bytes ([`RankEncoder`]), best first.
+/// right rows' rank bytes ([`RankEncoder`]), best first; or, aggregating, its slots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FinishedRow {
     pub left: Box<[u8]>,
     pub best: Vec<Box<[u8]>>,
+    /// One slot per aggregate (aggregating; empty when ranking).
+    pub slots: Box<[Slot]>,
 }
 
-/// Both sides of a top-N interval join on one shard.
+/// Both sides of a top-N (or aggregating) interval join on one shard.
 pub struct TopJoinState {
     from_ms: i64,
-    rank_max: usize,
+    collect: Collect,
     /// Right batches by id.
     batches: HashMap<u64, HeldBatch>,
     left: HashMap<u64, LeftEntry>,
@@ -201,14 +241,86 @@ fn candidates_bytes(best: &[Box<[u8]>]) -> usize {
     best.iter().map(|c| c.len()).sum()
 }
 
+fn slot_bytes(slots: &[Slot]) -> usize {
+    std::mem::size_of_val(slots)
+}
+
+impl Collect {
+    /// The slots of a new left row (none when ranking).
+    fn empty_slots(&self) -> Box<[Slot]> {
+        match self {
+            Collect::Best { .. } => Box::default(),
+            Collect::Aggregate { accumulators, .. } => vec![Slot::EMPTY; accumulators.len()].into(),
+        }
+    }
+
+    /// Offers right row `row` of `rows` to `left`; returns the change of held bytes.
+    fn take(&mut self, left: &mut LeftEntry, rows: &RightRows, row: usize) -> Result<isize> {
+        match (self, rows) {
+            (Collect::Best { rank_max }, RightRows::Ranks(ranks)) => {
+                Ok(offer(&mut left.best, ranks.row(row).as_ref(), *rank_max))
+            }
+            (
+                Collect::Aggregate {
+                    accumulators,
+                    strings,
+                },
+                RightRows::Values(values),
+            ) => {
+                let stride = accumulators.len();
+                for (a, (acc, value)) in accumulators.iter().zip(values).enumerate() {
+                    // Slot-only kinds: the side table stays empty.
+                    acc.update(
+                        &mut left.slots,
+                        stride,
+                        a,
+                        &[0],
+                        &[row as u32],
+                        value.as_ref(),
+                        strings,
+                    );
+                }
+                left.matches += 1;
+                Ok(0)
+            }
+            _ => Err(EngineError::Internal(
+                "right rows of a ranked join offered to an aggregating one, or back".into(),
+            )),
+        }
+    }
+}
+
 impl TopJoinState {
     /// Matches `left.ts + from_ms <= right.ts <= left.until`, keeping `rank_max` (>= 1)
     /// right rows per left row.
     pub fn new(from_ms: i64, rank_max: usize) -> Self {
         assert!(rank_max >= 1, "a top-N join keeps at least one row");
+        Self::with_collect(from_ms, Collect::Best { rank_max })
+    }
+
+    /// Matches as [`TopJoinState::new`], aggregating each left row's partners with
+    /// `accumulators` (slot-only kinds: COUNT, SUM, AVG, MIN, MAX over numbers); right
+    /// rows come with their prepared arguments ([`TopJoinState::insert_right_values`]).
+    pub fn aggregating(from_ms: i64, accumulators: Vec<Accumulator>) -> Result<Self> {
+        if let Some(a) = accumulators.iter().find(|a| !inner_aggregate_allowed(a)) {
+            return Err(EngineError::Internal(format!(
+                "aggregate {:?} over a join's matches keeps side state",
+                a.kind
+            )));
+        }
+        Ok(Self::with_collect(
+            from_ms,
+            Collect::Aggregate {
+                accumulators,
+                strings: StringStore::new(),
+            },
+        ))
+    }
+
+    fn with_collect(from_ms: i64, collect: Collect) -> Self {
         TopJoinState {
             from_ms,
-            rank_max,
+            collect,
             batches: HashMap::new(),
             left: HashMap::new(),
             left_index: HashMap::new(),
@@ -254,45 +366,43 @@ impl TopJoinState {
                 // Right rows of a held key are ranked into its row and not kept, so a second
                 // left row of the key would miss them: refuse rather than rank wrongly.
                 return Err(EngineError::Config(
-                    "a ranked join of two streams (ROW_NUMBER() OVER (PARTITION BY the left \
-                     key)) needs a unique join key per left row, but a left row repeats the \
-                     key of one still held (not supported yet)"
+                    "a ranked or aggregating join of two streams (ROW_NUMBER() OVER \
+                     (PARTITION BY the left key), or GROUP BY the left key) needs a unique join \
+                     key per left row, but a left row repeats the key of one still held (not \
+                     supported yet)"
                         .into(),
                 ));
             }
-            let mut best = Vec::new();
-            let mut delta = 0;
-            if let Some(rights) = self.right_index.get(&key) {
+            let row: Box<[u8]> = rows.row(i).as_ref().into();
+            let mut left = LeftEntry {
+                key,
+                from,
+                until,
+                row,
+                best: Vec::new(),
+                slots: self.collect.empty_slots(),
+                matches: 0,
+            };
+            let mut delta = (left.row.len() + slot_bytes(&left.slots)) as isize;
+            if let Some(rights) = self.right_index.get(&left.key) {
                 for r in rights {
                     let Some(e) = self.right.get(r) else { continue };
                     if e.ts < from || e.ts > until {
                         continue;
                     }
                     if let Some(h) = self.batches.get(&e.row.0) {
-                        let rank = h.ranks.row(e.row.1 as usize);
-                        delta += offer(&mut best, rank.as_ref(), self.rank_max);
+                        delta += self.collect.take(&mut left, &h.rows, e.row.1 as usize)?;
                     }
                 }
             }
-            let row: Box<[u8]> = rows.row(i).as_ref().into();
-            delta += row.len() as isize;
             let entry = self.next_entry;
             self.next_entry += 1;
             self.left_index
-                .entry(key.clone())
+                .entry(left.key.clone())
                 .or_default()
                 .push_back(entry);
             self.left_by_until.push(Reverse((until, entry)));
-            self.left.insert(
-                entry,
-                LeftEntry {
-                    key,
-                    from,
-                    until,
-                    row,
-                    best,
-                },
-            );
+            self.left.insert(entry, left);
             self.add_bytes(delta);
             self.rows += 1;
         }
@@ -306,6 +416,29 @@ impl TopJoinState {
         keys: &Rows,
         times: &[i64],
         ranks: Rows,
+        skip: &[bool],
+    ) -> Result<()> {
+        self.insert_right_rows(keys, times, RightRows::Ranks(ranks), skip)
+    }
+
+    /// Adds right rows of an aggregating join: `keys`, event `times`, and one prepared
+    /// argument per aggregate (`Accumulator::prepare_batch`; None for COUNT(*)); rows
+    /// flagged in `skip` are not held.
+    pub fn insert_right_values(
+        &mut self,
+        keys: &Rows,
+        times: &[i64],
+        values: Vec<Option<ArrayRef>>,
+        skip: &[bool],
+    ) -> Result<()> {
+        self.insert_right_rows(keys, times, RightRows::Values(values), skip)
+    }
+
+    fn insert_right_rows(
+        &mut self,
+        keys: &Rows,
+        times: &[i64],
+        rows: RightRows,
         skip: &[bool],
     ) -> Result<()> {
         let id = self.next_batch;
@@ -323,8 +456,7 @@ impl TopJoinState {
                         continue;
                     };
                     if ts >= e.from && ts <= e.until {
-                        let rank = ranks.row(i);
-                        delta += offer(&mut e.best, rank.as_ref(), self.rank_max);
+                        delta += self.collect.take(e, &rows, i)?;
                     }
                 }
                 // The key's left row is here, and the key is unique per left row (the
@@ -350,9 +482,9 @@ impl TopJoinState {
         }
         self.rows += refs;
         if refs > 0 {
-            let bytes = ranks.size();
+            let bytes = rows.bytes();
             delta += bytes as isize;
-            self.batches.insert(id, HeldBatch { ranks, refs, bytes });
+            self.batches.insert(id, HeldBatch { rows, refs, bytes });
         }
         self.add_bytes(delta);
         Ok(())
@@ -373,12 +505,13 @@ impl TopJoinState {
             };
             remove_from_index(&mut self.left_index, &e.key, entry);
             self.rows -= 1;
-            self.bytes -= e.row.len() + candidates_bytes(&e.best);
+            self.bytes -= e.row.len() + candidates_bytes(&e.best) + slot_bytes(&e.slots);
             // An inner join: a left row without partners has no result.
-            if !e.best.is_empty() {
+            if !e.best.is_empty() || e.matches > 0 {
                 finished.push(FinishedRow {
                     left: e.row,
                     best: e.best,
+                    slots: e.slots,
                 });
             }
         }
@@ -407,7 +540,6 @@ impl TopJoinState {
         }
         finished
     }
-
     /// Right batches held.
     pub fn batches_held(&self) -> usize {
         self.batches.len()

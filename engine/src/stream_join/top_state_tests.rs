@@ -151,7 +151,7 @@ fn from_ms_shifts_the_lower_bound() {
 
 proptest! {
     /// Whatever the arrival order, the result is the best partner by (price DESC, ts ASC)
-    /// and the state is empty at the end.
+    /// (and, aggregating, the aggregates of all partners), and the state is empty at the end.
     #[test]
     fn result_is_independent_of_arrival_order(
         rights in proptest::collection::vec((0i64..3, 0i64..100, 0i64..5), 1..40),
@@ -178,6 +178,27 @@ proptest! {
         }
         prop_assert_eq!(got, expected);
         prop_assert_eq!((f.state.rows, f.state.bytes, f.state.batches_held()), (0, 0, 0));
+
+        // Aggregating the same arrivals: MAX, COUNT and SUM of each left row's partners.
+        let mut a = Aggregating::new();
+        a.right(&rights[..split]);
+        a.left(&lefts);
+        a.right(&rights[split..]);
+        let mut got = a.expire(i64::MAX);
+        got.sort();
+        let mut expected = Vec::new();
+        for l in &lefts {
+            let prices: Vec<i64> = rights
+                .iter()
+                .filter(|r| r[0] == l[0] && r[1] >= l[1] && r[1] <= l[2])
+                .map(|r| r[2])
+                .collect();
+            if let Some(max) = prices.iter().max() {
+                expected.push((l[0], vec![*max, prices.len() as i64, prices.iter().sum()]));
+            }
+        }
+        prop_assert_eq!(got, expected);
+        prop_assert_eq!((a.state.rows, a.state.bytes, a.state.batches_held()), (0, 0, 0));
     }
 }
 
@@ -201,4 +222,117 @@ fn a_repeated_left_key_is_refused_while_the_first_row_is_held() {
     f.state
         .insert_left(&whole, &k, &[200], &[2_000], &[false])
         .expect("the key is free again");
+}
+
+/// An aggregating join's state: MAX(price), COUNT(*), SUM(price) per left row.
+struct Aggregating {
+    state: TopJoinState,
+    left_rows: RowCodec,
+    accumulators: Vec<Accumulator>,
+}
+
+impl Aggregating {
+    fn new() -> Self {
+        use crate::plan::{AggCall, AggFunc, Expr};
+        let price = Expr::Column {
+            index: 2,
+            name: "price".into(),
+            data_type: DataType::Int64,
+        };
+        let call = |func, arg: Option<Expr>| AggCall {
+            func,
+            arg,
+            output_type: DataType::Int64,
+        };
+        let calls = [
+            call(AggFunc::Max, Some(price.clone())),
+            call(AggFunc::Count, None),
+            call(AggFunc::Sum, Some(price)),
+        ];
+        let accumulators: Vec<Accumulator> = calls
+            .iter()
+            .map(|c| Accumulator::new(c).expect("slot-only"))
+            .collect();
+        Aggregating {
+            state: TopJoinState::aggregating(0, accumulators.clone()).expect("state"),
+            left_rows: RowCodec::new(&schema(&["k", "ts", "until"])).expect("codec"),
+            accumulators,
+        }
+    }
+
+    fn left(&mut self, rows: &[Vec<i64>]) {
+        let b = batch(&["k", "ts", "until"], rows);
+        let times: Vec<i64> = rows.iter().map(|r| r[1]).collect();
+        let until: Vec<i64> = rows.iter().map(|r| r[2]).collect();
+        let whole = self.left_rows.encode(&b).expect("rows");
+        self.state
+            .insert_left(&whole, &keys(&b), &times, &until, &vec![false; rows.len()])
+            .expect("held");
+    }
+
+    fn right(&mut self, rows: &[Vec<i64>]) {
+        let b = batch(&["k", "ts", "price"], rows);
+        let times: Vec<i64> = rows.iter().map(|r| r[1]).collect();
+        let values = vec![Some(b.column(2).clone()), None, Some(b.column(2).clone())];
+        self.state
+            .insert_right_values(&keys(&b), &times, values, &vec![false; rows.len()])
+            .expect("held");
+    }
+
+    /// (left key, [max, count, sum]) of the left rows final at `watermark`.
+    fn expire(&mut self, watermark: i64) -> Vec<(i64, Vec<i64>)> {
+        let finished = self.state.expire(watermark);
+        let mut out = Vec::new();
+        for f in &finished {
+            let left = self.left_rows.decode(&[&f.left]).expect("left row");
+            let key = left[0].as_primitive::<Int64Type>().value(0);
+            let values = self
+                .accumulators
+                .iter()
+                .enumerate()
+                .map(|(a, acc)| {
+                    let strings = crate::accumulator::StringStore::new();
+                    let column = acc.finish(&f.slots, 3, a, 0..1, &strings).expect("finish");
+                    column.as_primitive::<Int64Type>().value(0)
+                })
+                .collect();
+            out.push((key, values));
+        }
+        out
+    }
+}
+
+#[test]
+fn aggregating_counts_every_partner_within_the_bounds_once_final() {
+    let mut f = Aggregating::new();
+    // A right row before its left row (disorder) counts; one outside the bounds does not.
+    f.right(&[vec![1, 15, 30], vec![1, 5, 999]]);
+    f.left(&[vec![1, 10, 50], vec![2, 10, 20]]);
+    f.right(&[
+        vec![1, 20, 70],
+        vec![1, 50, 40],
+        vec![1, 51, 99],
+        vec![2, 9, 99],
+    ]);
+    assert_eq!(f.expire(50), vec![], "until is included: not final at 50");
+    // Key 2 had no partner in [10, 20]: an inner join emits nothing for it.
+    assert_eq!(f.expire(51), vec![(1, vec![70, 3, 140])]);
+    assert_eq!(f.expire(i64::MAX), vec![]);
+    assert_eq!(
+        (f.state.rows, f.state.bytes, f.state.batches_held()),
+        (0, 0, 0)
+    );
+}
+
+#[test]
+fn ranked_rows_are_refused_by_an_aggregating_state() {
+    let mut f = Aggregating::new();
+    f.left(&[vec![1, 0, 10]]);
+    let ranks = RankEncoder::new(&schema(&["k", "ts", "price"]), &[(2, true)]).expect("ranks");
+    let b = batch(&["k", "ts", "price"], &[vec![1, 1, 5]]);
+    let e = f
+        .state
+        .insert_right(&keys(&b), &[1], ranks.encode(&b).expect("ranks"), &[false])
+        .expect_err("ranks are not aggregate values");
+    assert!(e.to_string().contains("aggregating"), "{e}");
 }

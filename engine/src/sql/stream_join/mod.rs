@@ -16,6 +16,7 @@
 //! joins with a dimension table (a PRIMARY KEY) to `super::join`: [`plan_stream_join`]
 //! answers None for those.
 
+mod aggregate;
 mod condition;
 mod side;
 mod top;
@@ -129,19 +130,7 @@ pub(crate) fn plan_stream_join(
     };
     let left = plan_side(&from.relation, program, fallback)?;
     let right = plan_side(&join.relation, program, join_pos)?;
-    if left
-        .side
-        .qualifier
-        .eq_ignore_ascii_case(&right.side.qualifier)
-    {
-        return Err(EngineError::plan(
-            format!(
-                "both sides of the JOIN are called '{}'; give one an alias",
-                left.side.qualifier
-            ),
-            right.pos,
-        ));
-    }
+    check_qualifiers(&left, &right)?;
     for side in [&left, &right] {
         if side.table.watermark.is_none() {
             return Err(EngineError::plan(
@@ -195,6 +184,24 @@ pub(crate) fn plan_stream_join(
     Ok(Some(joined))
 }
 
+/// Refuses two sides of the same name (their columns could not be told apart).
+fn check_qualifiers(left: &PlannedSide, right: &PlannedSide) -> Result<()> {
+    if left
+        .side
+        .qualifier
+        .eq_ignore_ascii_case(&right.side.qualifier)
+    {
+        return Err(EngineError::plan(
+            format!(
+                "both sides of the JOIN are called '{}'; give one an alias",
+                left.side.qualifier
+            ),
+            right.pos,
+        ));
+    }
+    Ok(())
+}
+
 /// The joined source of two planned sides: the left side's output columns, then the right
 /// side's (`L.col`, `R.col`, or a bare name only one side has).
 fn joined_from(left: &PlannedSide, right: &PlannedSide) -> StreamJoinFrom {
@@ -221,6 +228,7 @@ fn joined_from(left: &PlannedSide, right: &PlannedSide) -> StreamJoinFrom {
             right: right.side.clone(),
             kind: StreamJoinKind::Window,
             top: None,
+            aggregate: None,
         },
         pos: left.pos,
     }

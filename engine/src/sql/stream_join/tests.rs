@@ -13,8 +13,21 @@ const TABLES: &str = "
 ";
 
 fn plan(query: &str) -> Result<Pipeline> {
-    let program = crate::sql::parse_program(&format!("{TABLES}{query}"))?;
+    plan_with(TABLES, query)
+}
+
+/// The first pipeline of `query` after the CREATE TABLEs `tables`.
+pub(super) fn plan_with(tables: &str, query: &str) -> Result<Pipeline> {
+    let program = crate::sql::parse_program(&format!("{tables}{query}"))?;
     Ok(program.pipelines[0].clone())
+}
+
+/// The planning error of `query` after `tables` (panics if it plans).
+pub(super) fn plan_err_with(tables: &str, query: &str) -> String {
+    match plan_with(tables, query) {
+        Ok(p) => panic!("{query} planned: {p:?}"),
+        Err(e) => e.to_string(),
+    }
 }
 
 fn plan_ok(query: &str) -> Pipeline {
@@ -25,10 +38,7 @@ fn plan_ok(query: &str) -> Pipeline {
 }
 
 fn plan_err(query: &str) -> String {
-    match plan(query) {
-        Ok(p) => panic!("{query} planned: {p:?}"),
-        Err(e) => e.to_string(),
-    }
+    plan_err_with(TABLES, query)
 }
 
 #[test]

@@ -32,9 +32,10 @@ use super::super::source::SourceScope;
 use super::super::window_topn::direction;
 use super::condition::{
     check_top_where, columns_of, join_kind, plan_condition, renumber, side_filters, split_and,
+    Conditions,
 };
 use super::side::plan_side;
-use super::{joined_from, PlannedSide, StreamJoinFrom};
+use super::{check_qualifiers, joined_from, PlannedSide, StreamJoinFrom};
 use crate::catalog::{Column, ColumnType};
 use crate::error::{EngineError, Pos, Result};
 use crate::plan::{Expr, JoinTopN, Program, StreamJoinKind};
@@ -233,10 +234,15 @@ pub(super) fn plan_top_join(
     let grouped = !matches!(&inner.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
     let Some(rn) = row_number(inner, pos)? else {
         if grouped {
-            return Err(EngineError::plan(
-                "not supported yet: aggregating a join of two streams in a subquery (Nexmark q4's MAX per auction, then AVG per category); rank the join instead: ROW_NUMBER() OVER (PARTITION BY <left key> ORDER BY ...) AS rn in the subquery and WHERE rn <= N outside",
-                pos,
-            ));
+            if *lateral || inner.having.is_some() || inner.distinct.is_some() {
+                return Err(EngineError::plan(
+                    "not supported yet: LATERAL, HAVING or DISTINCT in a subquery aggregating a join of two streams",
+                    pos,
+                ));
+            }
+            let until = UntilJoin::plan(left_factor, right_factor, on, inner, program, pos)?;
+            let alias = alias.as_ref().map(|a| a.name.value.clone());
+            return super::aggregate::plan_aggregate_join(inner, until, alias, pos).map(Some);
         }
         return Ok(None);
     };
@@ -246,43 +252,11 @@ pub(super) fn plan_top_join(
             pos,
         ));
     }
-    let mut left = plan_side(left_factor, program, pos)?;
-    let mut right = plan_side(right_factor, program, pos)?;
-    if left
-        .side
-        .qualifier
-        .eq_ignore_ascii_case(&right.side.qualifier)
-    {
-        return Err(EngineError::plan(
-            format!(
-                "both sides of the join are called '{}'; give one an alias",
-                left.side.qualifier
-            ),
-            right.pos,
-        ));
-    }
-    let identity = joined_from(&left, &right);
+    let until = UntilJoin::plan(left_factor, right_factor, on, inner, program, pos)?;
+    let identity = joined_from(&until.left, &until.right);
     let source = identity.source();
-    let selection = inner.selection.as_ref();
-    let conditions = plan_condition(on, selection, &source, &left, &right, pos)?;
-    check_top_where(selection, &source, &left, &right, pos)?;
-    let kind = join_kind(&conditions, &left, &right, true, pos)?;
-    let StreamJoinKind::IntervalUntil {
-        from_ms,
-        until_column,
-    } = kind
-    else {
-        return Err(EngineError::Internal(format!(
-            "a ranked join of two streams planned as {kind:?}"
-        )));
-    };
-    let [left_filter, right_filter] = side_filters(selection, &source, &left, &right, pos);
+    let (left, right) = (&until.left, &until.right);
     let offset = left.columns.len();
-    let (Some(left_time), Some(right_time)) = (left.event_time, right.event_time) else {
-        return Err(EngineError::Internal(
-            "a ranked join's time columns were checked".into(),
-        ));
-    };
 
     // PARTITION BY the left key; ORDER BY right columns.
     let mut scope = SourceScope {
@@ -302,7 +276,8 @@ pub(super) fn plan_top_join(
             }
         };
     }
-    let key_columns: Option<BTreeSet<usize>> = conditions
+    let key_columns: Option<BTreeSet<usize>> = until
+        .conditions
         .keys
         .iter()
         .map(|(l, _)| match columns_of(l).as_slice() {
@@ -359,16 +334,16 @@ pub(super) fn plan_top_join(
             SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(q), _) => {
                 let q = q.to_string();
                 let side = if q.eq_ignore_ascii_case(&left.side.qualifier) {
-                    &left
+                    left
                 } else if q.eq_ignore_ascii_case(&right.side.qualifier) {
-                    &right
+                    right
                 } else {
                     return Err(EngineError::plan(
                         format!("{q}.* names neither side of the join"),
                         at,
                     ));
                 };
-                let s = usize::from(std::ptr::eq(side, &right));
+                let s = usize::from(std::ptr::eq(side, right));
                 side.columns
                     .iter()
                     .enumerate()
@@ -430,69 +405,170 @@ pub(super) fn plan_top_join(
             rn.pos,
         ));
     }
-    // Columns the join needs, appended when the list lacks them.
-    let mut needed: [Vec<usize>; 2] = [vec![left_time, until_column], vec![right_time]];
-    for (l, r) in &conditions.keys {
-        needed[0].extend(columns_of(l));
-        needed[1].extend(columns_of(r));
-    }
-    needed[1].extend(order.iter().map(|(c, _)| *c));
-    for (s, side) in [&left, &right].into_iter().enumerate() {
-        for &c in &needed[s] {
-            if !outputs[s].iter().any(|(i, _)| *i == c) {
-                let word = if s == 0 { "left" } else { "right" };
-                outputs[s].push((c, format!("${word}.{}", side.columns[c].name)));
-            }
-        }
-    }
-    let position = |s: usize, c: usize| -> usize {
-        outputs[s]
-            .iter()
-            .position(|(i, _)| *i == c)
-            .unwrap_or(usize::MAX)
-    };
-    let left_keys: Vec<Expr> = conditions
-        .keys
-        .iter()
-        .map(|(l, _)| renumber(l.clone(), &|c| position(0, c)))
-        .collect();
-    let right_keys: Vec<Expr> = conditions
-        .keys
-        .iter()
-        .map(|(_, r)| renumber(r.clone(), &|c| position(1, c)))
-        .collect();
+    let mut outputs = SideOutputs(outputs);
+    let right_needed: Vec<usize> = order.iter().map(|(c, _)| *c).collect();
     let top = JoinTopN {
         rank_max: rank_limit(select.selection.as_ref(), &rn.name, pos)?,
-        order: order.iter().map(|&(c, d)| (position(1, c), d)).collect(),
+        order: Vec::new(),
     };
-    let kind = StreamJoinKind::IntervalUntil {
-        from_ms,
-        until_column: position(0, until_column),
-    };
-    let (left_time, right_time) = (position(0, left_time), position(1, right_time));
-    reproject(&mut left, &outputs[0]);
-    reproject(&mut right, &outputs[1]);
-
-    let mut joined = joined_from(&left, &right);
-    joined.scope = None;
-    if let Some(alias) = alias {
-        joined.left_qualifier = alias.name.value.clone();
-    }
+    let alias = alias.as_ref().map(|a| a.name.value.clone());
+    let mut joined = until.finish(&mut outputs, &right_needed, alias);
     joined.table.columns.push(Column {
         name: rn.name.clone(),
         ty: ColumnType::BigInt,
         nullable: false,
     });
-    let plan = &mut joined.plan;
-    plan.kind = kind;
-    plan.top = Some(top);
-    plan.left.filter = left_filter;
-    plan.right.filter = right_filter;
-    plan.left.keys = left_keys;
-    plan.right.keys = right_keys;
-    plan.left.time_column = left_time;
-    plan.right.time_column = right_time;
+    joined.plan.top = Some(JoinTopN {
+        order: order
+            .iter()
+            .map(|&(c, d)| (outputs.position(1, c), d))
+            .collect(),
+        ..top
+    });
     Ok(Some(joined))
+}
+
+/// The output columns of both sides of a join: (column of the side's planned output,
+/// name), left then right.
+pub(super) struct SideOutputs(pub(super) [Vec<(usize, String)>; 2]);
+
+impl SideOutputs {
+    /// The new index of column `c` of side `side` (0 left, 1 right).
+    pub(super) fn position(&self, side: usize, c: usize) -> usize {
+        self.0[side]
+            .iter()
+            .position(|(i, _)| *i == c)
+            .unwrap_or(usize::MAX)
+    }
+}
+
+/// A join of two streams whose time bound is a column of the left row (`R.ts BETWEEN
+/// L.ts AND L.until`), planned up to its output columns: shared by the ranked join and
+/// the aggregating one (`super::aggregate`).
+pub(super) struct UntilJoin {
+    pub(super) left: PlannedSide,
+    pub(super) right: PlannedSide,
+    pub(super) conditions: Conditions,
+    from_ms: i64,
+    until_column: usize,
+    filters: [Option<Expr>; 2],
+    left_time: usize,
+    right_time: usize,
+}
+
+impl UntilJoin {
+    /// Plans the two sides, the WHERE (key equalities, the time bounds, conditions over
+    /// one side) and the join kind of the subquery `inner`.
+    pub(super) fn plan(
+        left_factor: &TableFactor,
+        right_factor: &TableFactor,
+        on: Option<&AstExpr>,
+        inner: &Select,
+        program: &Program,
+        pos: Pos,
+    ) -> Result<Self> {
+        let left = plan_side(left_factor, program, pos)?;
+        let right = plan_side(right_factor, program, pos)?;
+        check_qualifiers(&left, &right)?;
+        let identity = joined_from(&left, &right);
+        let source = identity.source();
+        let selection = inner.selection.as_ref();
+        let conditions = plan_condition(on, selection, &source, &left, &right, pos)?;
+        check_top_where(selection, &source, &left, &right, pos)?;
+        let kind = join_kind(&conditions, &left, &right, true, pos)?;
+        let StreamJoinKind::IntervalUntil {
+            from_ms,
+            until_column,
+        } = kind
+        else {
+            return Err(EngineError::Internal(format!(
+                "a ranked join of two streams planned as {kind:?}"
+            )));
+        };
+        let filters = side_filters(selection, &source, &left, &right, pos);
+        let (Some(left_time), Some(right_time)) = (left.event_time, right.event_time) else {
+            return Err(EngineError::Internal(
+                "a ranked join's time columns were checked".into(),
+            ));
+        };
+        Ok(UntilJoin {
+            left,
+            right,
+            conditions,
+            from_ms,
+            until_column,
+            filters,
+            left_time,
+            right_time,
+        })
+    }
+
+    /// Appends the columns the join needs (its time, bound and key columns, and
+    /// `right_needed`) that `outputs` lacks, named `$left.<col>` / `$right.<col>`, projects
+    /// both sides onto `outputs` and returns the joined FROM (its columns: the left
+    /// outputs, then the right ones; named after `alias` when given).
+    pub(super) fn finish(
+        mut self,
+        outputs: &mut SideOutputs,
+        right_needed: &[usize],
+        alias: Option<String>,
+    ) -> StreamJoinFrom {
+        let mut needed: [Vec<usize>; 2] = [
+            vec![self.left_time, self.until_column],
+            vec![self.right_time],
+        ];
+        for (l, r) in &self.conditions.keys {
+            needed[0].extend(columns_of(l));
+            needed[1].extend(columns_of(r));
+        }
+        needed[1].extend_from_slice(right_needed);
+        for (s, side) in [&self.left, &self.right].into_iter().enumerate() {
+            for &c in &needed[s] {
+                if !outputs.0[s].iter().any(|(i, _)| *i == c) {
+                    let word = if s == 0 { "left" } else { "right" };
+                    outputs.0[s].push((c, format!("${word}.{}", side.columns[c].name)));
+                }
+            }
+        }
+        let left_keys: Vec<Expr> = self
+            .conditions
+            .keys
+            .iter()
+            .map(|(l, _)| renumber(l.clone(), &|c| outputs.position(0, c)))
+            .collect();
+        let right_keys: Vec<Expr> = self
+            .conditions
+            .keys
+            .iter()
+            .map(|(_, r)| renumber(r.clone(), &|c| outputs.position(1, c)))
+            .collect();
+        let kind = StreamJoinKind::IntervalUntil {
+            from_ms: self.from_ms,
+            until_column: outputs.position(0, self.until_column),
+        };
+        let (left_time, right_time) = (
+            outputs.position(0, self.left_time),
+            outputs.position(1, self.right_time),
+        );
+        reproject(&mut self.left, &outputs.0[0]);
+        reproject(&mut self.right, &outputs.0[1]);
+
+        let mut joined = joined_from(&self.left, &self.right);
+        joined.scope = None;
+        if let Some(alias) = alias {
+            joined.left_qualifier = alias;
+        }
+        let [left_filter, right_filter] = self.filters;
+        let plan = &mut joined.plan;
+        plan.kind = kind;
+        plan.left.filter = left_filter;
+        plan.right.filter = right_filter;
+        plan.left.keys = left_keys;
+        plan.right.keys = right_keys;
+        plan.left.time_column = left_time;
+        plan.right.time_column = right_time;
+        joined
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ pub mod latency_stats;
 pub mod memory_bench;
 pub mod nexmark_bench;
 pub mod nexmark_check;
+pub mod nexmark_join_check;
 pub mod plot_svg;
 pub mod sweep;
 pub mod trades_data;

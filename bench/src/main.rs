@@ -65,7 +65,7 @@ enum Command {
     BrokerFloor(BrokerFloorArgs),
     /// Raises the latency run's rate until p99 exceeds a limit.
     Sweep(SweepArgs),
-    /// A Nexmark query of examples/nexmark/ over generated bids (or through the embedded
+    /// A Nexmark query of examples/nexmark/ over generated events (or through the embedded
     /// Kafka with --broker mock) -> checked.
     Nexmark(NexmarkArgs),
     /// Checkpoint duration, hot-path stall and recovery time with N keys of window state.

@@ -1,12 +1,12 @@
 //! `spillway-bench nexmark`: a Nexmark query of `examples/nexmark/` over the `nexmark`
-//! source (in process) or, with `--broker mock`, over the same bids written to the embedded
-//! Kafka first, into a checking sink. Every run's result is checked against an oracle
-//! computed from the generated events (row count and column sums, `nexmark_check.rs`)
-//! before its figures count.
+//! source (in process) or, with `--broker mock`, over the same events written to the
+//! embedded Kafka first (each table the query reads to its own topic), into a checking
+//! sink. Every run's result is checked against an oracle computed from the generated events
+//! (row count and column sums, `nexmark_check.rs`) before its figures count.
 //!
-//! The figures count the bids read (`events`), as the other benchmarks count records; the
-//! stream's events of all kinds (persons and auctions are stepped over) are in the extra
-//! figures.
+//! The figures count the records read of the query's tables (`events`: the bids of a query
+//! over bids), as the other benchmarks count records; the stream's events of all kinds
+//! (those of other tables are stepped over) are in the extra figures.
 
 use std::sync::Arc;
 
@@ -14,8 +14,8 @@ use clap::Args;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::BaseProducer;
 use spillway_connectors::embedded_kafka::EmbeddedKafka;
-use spillway_connectors::nexmark::model::{BID_PROPORTION, PROPORTION_DENOMINATOR};
-use spillway_connectors::nexmark::{write_to_kafka, NexmarkTopics, StreamConfig};
+use spillway_connectors::nexmark::model::PROPORTION_DENOMINATOR;
+use spillway_connectors::nexmark::{write_to_kafka, EventKind, NexmarkTopics, StreamConfig};
 use spillway_engine::job::{prepare, JobOptions, JobReport};
 use spillway_engine::plan::Program;
 use spillway_engine::sql::parse_program;
@@ -29,17 +29,21 @@ use crate::memory_bench::check_runs_and_shards;
 use crate::nexmark_check::{nexmark_expected, NexmarkCheckSinkFactory, NexmarkExpected};
 
 /// One benchmarked query: its file stem, its name in reports, its SQL, and the nexmark
-/// tables it reads.
+/// tables it reads (each table is named for its kind of event).
 #[derive(Debug, Clone, Copy)]
 pub struct NexmarkQuery {
     pub name: &'static str,
     pub bench_name: &'static str,
     pub sql: &'static str,
-    pub tables: &'static [&'static str],
+    pub tables: &'static [EventKind],
 }
 
 /// The tables of the queries over bids only.
-const BIDS: &[&str] = &["bid"];
+const BIDS: &[EventKind] = &[EventKind::Bid];
+/// The tables of the joins of persons and auctions (q3, q8).
+const PERSONS_AUCTIONS: &[EventKind] = &[EventKind::Person, EventKind::Auction];
+/// The tables of the joins of auctions and bids (q4, q9).
+const AUCTIONS_BIDS: &[EventKind] = &[EventKind::Auction, EventKind::Bid];
 
 /// The queries of `examples/nexmark/`.
 pub const NEXMARK_QUERIES: &[NexmarkQuery] = &[
@@ -62,10 +66,16 @@ pub const NEXMARK_QUERIES: &[NexmarkQuery] = &[
         tables: BIDS,
     },
     NexmarkQuery {
+        name: "q3",
+        bench_name: "nexmark q3",
+        sql: include_str!("../../examples/nexmark/q3.sql"),
+        tables: PERSONS_AUCTIONS,
+    },
+    NexmarkQuery {
         name: "q4",
         bench_name: "nexmark q4",
         sql: include_str!("../../examples/nexmark/q4.sql"),
-        tables: &["auction", "bid"],
+        tables: AUCTIONS_BIDS,
     },
     NexmarkQuery {
         name: "q5",
@@ -84,6 +94,18 @@ pub const NEXMARK_QUERIES: &[NexmarkQuery] = &[
         bench_name: "nexmark q7_simplified",
         sql: include_str!("../../examples/nexmark/q7_simplified.sql"),
         tables: BIDS,
+    },
+    NexmarkQuery {
+        name: "q8",
+        bench_name: "nexmark q8",
+        sql: include_str!("../../examples/nexmark/q8.sql"),
+        tables: PERSONS_AUCTIONS,
+    },
+    NexmarkQuery {
+        name: "q9",
+        bench_name: "nexmark q9",
+        sql: include_str!("../../examples/nexmark/q9.sql"),
+        tables: AUCTIONS_BIDS,
     },
     NexmarkQuery {
         name: "q11",
@@ -109,15 +131,22 @@ pub const NEXMARK_QUERIES: &[NexmarkQuery] = &[
 pub const NEXMARK_EVENTS_MAX: u64 = 1_000_000_000;
 /// Largest `--partitions`.
 const PARTITIONS_MAX: usize = 1024;
-/// An upper bound of one bid's JSON bytes (numbers, channel, URL, at most 81 extra letters).
+/// Upper bounds of one event's JSON bytes (numbers, texts, and an `extra` field of at most
+/// 1.2 times the bytes the event misses to its kind's average size): a bid's at most 81
+/// extra letters, an auction's 397, a person's about 180.
 const BID_JSON_BYTES_MAX: usize = 320;
+const AUCTION_JSON_BYTES_MAX: usize = 800;
+const PERSON_JSON_BYTES_MAX: usize = 400;
+/// Smallest payload bytes per partition of one round of `--broker mock` (a round holds at
+/// least one cycle of the stream then).
+const ROUND_PARTITION_BYTES_MIN: usize = 64 << 10;
 /// Messages and kilobytes the producer of `--broker mock` may hold.
 const PRODUCER_QUEUE_MESSAGES_MAX: &str = "1000000";
 const PRODUCER_QUEUE_KBYTES_MAX: &str = "1048576";
 /// Longest wait for a round's last deliveries, ms.
 const DELIVERY_WAIT_MS_MAX: u64 = 120_000;
 
-/// Where the bids come from.
+/// Where the events come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NexmarkBroker {
     /// The `nexmark` source generates them inside the job.
@@ -129,8 +158,8 @@ pub enum NexmarkBroker {
 /// The command-line arguments of `spillway-bench nexmark`.
 #[derive(Args, Debug, Clone)]
 pub struct NexmarkArgs {
-    /// q0, q1, q2, q4, q5, q7, q7_simplified, q11, window_auction or window_channel
-    /// (examples/nexmark/).
+    /// q0, q1, q2, q3, q4, q5, q7, q7_simplified, q8, q9, q11, window_auction or
+    /// window_channel (examples/nexmark/).
     #[arg(long, default_value = "q1")]
     pub query: String,
     /// Events of the whole stream (persons, auctions and bids).
@@ -194,6 +223,9 @@ pub struct NexmarkBenchOptions {
     pub broker: NexmarkBroker,
     pub seed: u64,
     pub pin_cores: bool,
+    /// `--broker mock`: payload bytes per partition of one round (at most
+    /// [`ROUND_PARTITION_BYTES_MAX`]).
+    pub round_partition_bytes: usize,
 }
 
 impl NexmarkBenchOptions {
@@ -216,6 +248,7 @@ impl NexmarkBenchOptions {
             broker: NexmarkBroker::None,
             seed: 0,
             pin_cores: true,
+            round_partition_bytes: ROUND_PARTITION_BYTES_MAX,
         })
     }
 
@@ -240,14 +273,24 @@ impl NexmarkBenchOptions {
                 self.partitions
             )));
         }
+        let round_bytes = ROUND_PARTITION_BYTES_MIN..=ROUND_PARTITION_BYTES_MAX;
+        if !round_bytes.contains(&self.round_partition_bytes) {
+            return Err(BenchError::Config(format!(
+                "round_partition_bytes {} is out of range {round_bytes:?}",
+                self.round_partition_bytes
+            )));
+        }
         Ok(())
     }
 }
 
-/// The query's program with its source tables' options replaced by `source_options` (a
-/// `nexmark` source gets its table's `nexmark.table`) and the sink table set to
+/// The query's program with each source table's options replaced by
+/// `source_options(kind)` (`kind`: the events the table reads) and the sink table set to
 /// `blackhole` (the job's sink override replaces it).
-fn program(query: &NexmarkQuery, source_options: &[(&str, String)]) -> Result<Program> {
+fn program(
+    query: &NexmarkQuery,
+    source_options: impl Fn(EventKind) -> Vec<(&'static str, String)>,
+) -> Result<Program> {
     let mut program = parse_program(query.sql)?;
     let sink = match program.pipelines.as_slice() {
         [p] => p.sink.clone(),
@@ -263,18 +306,13 @@ fn program(query: &NexmarkQuery, source_options: &[(&str, String)]) -> Result<Pr
         let source = query
             .tables
             .iter()
-            .find(|t| table.name.eq_ignore_ascii_case(t));
-        if let Some(source) = source {
+            .find(|kind| table.name.eq_ignore_ascii_case(kind.name()));
+        if let Some(kind) = source {
             found += 1;
-            table.options = source_options
-                .iter()
-                .map(|(k, v)| ((*k).to_string(), v.clone()))
+            table.options = source_options(*kind)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
                 .collect();
-            if table.options.contains_key("nexmark.table") {
-                table
-                    .options
-                    .insert("nexmark.table".to_string(), source.to_string());
-            }
         } else if table.name.eq_ignore_ascii_case(&sink) {
             table.options = [("connector".to_string(), "blackhole".to_string())].into();
         }
@@ -302,7 +340,7 @@ fn run_checked(
         ..JobOptions::default()
     };
     let job = prepare(program, &job_opts)?;
-    let report = run_with_deadline(job, &job_opts, job_deadline(expected.bids))?;
+    let report = run_with_deadline(job, &job_opts, job_deadline(expected.records))?;
     check_report(&report, expected)?;
     sink.check(expected)?;
     Ok(RunFigures::from_report(&report))
@@ -315,15 +353,15 @@ fn check_report(report: &JobReport, expected: &NexmarkExpected) -> Result<()> {
         return crate::trades_query::check_clean_run(
             report,
             expected.records,
-            "(the auctions and bids generated)",
+            "(the events of the query's tables generated)",
             report.rows_out(),
             "a changelog",
         );
     }
     crate::trades_query::check_clean_run(
         report,
-        expected.bids,
-        "(the bids generated)",
+        expected.records,
+        "(the events of the query's tables generated)",
         expected.rows,
         "the oracle's rows",
     )
@@ -332,14 +370,16 @@ fn check_report(report: &JobReport, expected: &NexmarkExpected) -> Result<()> {
 /// The runs of the in-process benchmark.
 fn runs_in_process(opts: &NexmarkBenchOptions) -> Result<(Vec<RunFigures>, NexmarkExpected)> {
     let expected = nexmark_expected(opts.query.name, opts.stream(), 0..opts.events);
-    let source_options = [
-        ("connector", "nexmark".to_string()),
-        ("nexmark.table", "bid".to_string()),
-        ("events.num", opts.events.to_string()),
-        ("seed", opts.seed.to_string()),
-        ("partitions", opts.partitions.to_string()),
-    ];
-    let program = program(&opts.query, &source_options)?;
+    let source_options = |kind: EventKind| {
+        vec![
+            ("connector", "nexmark".to_string()),
+            ("nexmark.table", kind.name().to_string()),
+            ("events.num", opts.events.to_string()),
+            ("seed", opts.seed.to_string()),
+            ("partitions", opts.partitions.to_string()),
+        ]
+    };
+    let program = program(&opts.query, source_options)?;
     let mut runs = Vec::with_capacity(opts.runs);
     for _ in 0..opts.runs {
         runs.push(run_checked(&program, opts, &expected)?);
@@ -347,22 +387,66 @@ fn runs_in_process(opts: &NexmarkBenchOptions) -> Result<(Vec<RunFigures>, Nexma
     Ok((runs, expected))
 }
 
-/// Events of one round of `--broker mock`: the bids of one round stay below
-/// [`ROUND_PARTITION_BYTES_MAX`] per partition, which the mock cluster keeps.
-fn round_events(partitions: usize) -> u64 {
-    let bids_per_partition = (ROUND_PARTITION_BYTES_MAX / BID_JSON_BYTES_MAX) as u64;
-    bids_per_partition * partitions as u64 * PROPORTION_DENOMINATOR / BID_PROPORTION
+/// Upper bound of the JSON bytes of one event of kind `kind`.
+fn json_bytes_max(kind: EventKind) -> usize {
+    match kind {
+        EventKind::Person => PERSON_JSON_BYTES_MAX,
+        EventKind::Auction => AUCTION_JSON_BYTES_MAX,
+        EventKind::Bid => BID_JSON_BYTES_MAX,
+    }
 }
 
-/// The runs of `--broker mock`: the bids are written to the embedded Kafka in rounds (one
-/// topic each), and each run reads the rounds one bounded job after another.
-fn runs_through_mock(opts: &NexmarkBenchOptions) -> Result<(Vec<RunFigures>, NexmarkExpected)> {
-    if opts.query.tables != BIDS {
-        return Err(BenchError::Config(format!(
-            "--broker mock writes bids only; {} also reads {:?}: run it without --broker",
-            opts.query.name, opts.query.tables
-        )));
+/// How the events of kind `kind` spread over `partitions` partitions (event `n` in partition
+/// `n mod partitions`): the stream repeats every `period` events (a multiple of both the
+/// proportions' cycle and `partitions`), and per period the fullest partition gets
+/// `per_partition_max` of them. Returns `(period, per_partition_max)`. With 2 partitions,
+/// for example, every person (event `50 k`) lands on partition 0.
+fn partition_share(kind: EventKind, partitions: u64) -> (u64, u64) {
+    let cycle = PROPORTION_DENOMINATOR;
+    let (mut a, mut b) = (cycle, partitions.max(1));
+    while b != 0 {
+        (a, b) = (b, a % b);
     }
+    let gcd = a;
+    // Per period, partition p gets each offset o of the cycle with o = p (mod gcd) once.
+    let per_partition_max = (0..gcd)
+        .map(|residue| {
+            (residue..cycle)
+                .step_by(gcd as usize)
+                .filter(|o| EventKind::of(*o) == kind)
+                .count() as u64
+        })
+        .max()
+        .unwrap_or(0);
+    (cycle / gcd * partitions.max(1), per_partition_max)
+}
+
+/// Events of one round of `--broker mock`: a whole number of periods of the stream such
+/// that every partition of every table's topic gets at most `partition_bytes` of JSON. The
+/// largest table per partition sets it (bids on their own, auctions with persons).
+fn round_events(tables: &[EventKind], partitions: usize, partition_bytes: usize) -> u64 {
+    tables
+        .iter()
+        .map(|&kind| {
+            let (period, per_partition) = partition_share(kind, partitions as u64);
+            let period_bytes = per_partition.max(1) * json_bytes_max(kind) as u64;
+            period * (partition_bytes as u64 / period_bytes).max(1)
+        })
+        .min()
+        .unwrap_or(PROPORTION_DENOMINATOR)
+}
+
+/// The topic of a round's events of kind `kind`.
+fn round_topic(kind: EventKind, round: usize) -> String {
+    format!("nexmark-{}-{round}", kind.name())
+}
+
+/// The runs of `--broker mock`: the events of the query's tables are written to the
+/// embedded Kafka in rounds (one topic per table and round), and each run reads the rounds
+/// one bounded job after another. A round is checked against the oracle of its own events:
+/// a join's partner in another round is in another job, and the oracle does not see it
+/// either.
+fn runs_through_mock(opts: &NexmarkBenchOptions) -> Result<(Vec<RunFigures>, NexmarkExpected)> {
     let kafka = EmbeddedKafka::start(1)?;
     let bootstrap = kafka.bootstrap_servers();
     let producer: BaseProducer<DeliveryCounter> = ClientConfig::new()
@@ -373,18 +457,29 @@ fn runs_through_mock(opts: &NexmarkBenchOptions) -> Result<(Vec<RunFigures>, Nex
         .set("acks", "1")
         .create_with_context(DeliveryCounter::default())
         .map_err(|e| BenchError::Kafka(format!("cannot create the producer: {e}")))?;
-    let step = round_events(opts.partitions);
+    let step = round_events(
+        opts.query.tables,
+        opts.partitions,
+        opts.round_partition_bytes,
+    );
     let mut rounds = Vec::new();
     let mut sent = 0;
     let mut start = 0;
     while start < opts.events {
         let range = start..(start + step).min(opts.events);
         start = range.end;
-        let topic = format!("nexmark-bid-{}", rounds.len());
-        kafka.create_topic(&topic, opts.partitions as i32)?;
+        let round = rounds.len();
+        for &kind in opts.query.tables {
+            kafka.create_topic(&round_topic(kind, round), opts.partitions as i32)?;
+        }
+        let topic_of = |kind| {
+            let read = opts.query.tables.contains(&kind);
+            read.then(|| round_topic(kind, round))
+        };
         let topics = NexmarkTopics {
-            bid: Some(topic.clone()),
-            ..NexmarkTopics::default()
+            person: topic_of(EventKind::Person),
+            auction: topic_of(EventKind::Auction),
+            bid: topic_of(EventKind::Bid),
         };
         let stream = opts.stream();
         let written = write_to_kafka(
@@ -395,18 +490,20 @@ fn runs_through_mock(opts: &NexmarkBenchOptions) -> Result<(Vec<RunFigures>, Nex
             &topics,
         )?;
         sent += written.records();
-        wait_for_deliveries(&producer, "bids", Some(sent), DELIVERY_WAIT_MS_MAX)?;
+        wait_for_deliveries(&producer, "events", Some(sent), DELIVERY_WAIT_MS_MAX)?;
         let expected = nexmark_expected(opts.query.name, stream, range);
-        let source_options = [
-            ("connector", "kafka".to_string()),
-            ("topic", topic),
-            ("format", "json".to_string()),
-            ("properties.bootstrap.servers", bootstrap.clone()),
-            ("properties.group.id", "spillway-bench-nexmark".to_string()),
-            ("scan.startup.mode", "earliest-offset".to_string()),
-            ("scan.bounded.mode", "latest-offset".to_string()),
-        ];
-        rounds.push((program(&opts.query, &source_options)?, expected));
+        let source_options = |kind: EventKind| {
+            vec![
+                ("connector", "kafka".to_string()),
+                ("topic", round_topic(kind, round)),
+                ("format", "json".to_string()),
+                ("properties.bootstrap.servers", bootstrap.clone()),
+                ("properties.group.id", "spillway-bench-nexmark".to_string()),
+                ("scan.startup.mode", "earliest-offset".to_string()),
+                ("scan.bounded.mode", "latest-offset".to_string()),
+            ]
+        };
+        rounds.push((program(&opts.query, source_options)?, expected));
     }
     let mut runs = Vec::with_capacity(opts.runs);
     for _ in 0..opts.runs {
@@ -424,6 +521,7 @@ fn runs_through_mock(opts: &NexmarkBenchOptions) -> Result<(Vec<RunFigures>, Nex
     let mut all = NexmarkExpected::default();
     for (_, e) in &rounds {
         all.bids += e.bids;
+        all.records += e.records;
         all.rows += e.rows;
     }
     Ok((runs, all))
@@ -464,19 +562,91 @@ pub fn run_nexmark(opts: &NexmarkBenchOptions) -> Result<BenchSummary> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spillway_connectors::nexmark::EventKind;
+    use spillway_connectors::nexmark::json::write_event_json;
+    use spillway_connectors::nexmark::NexmarkGenerator;
 
     #[test]
-    fn options_are_checked_and_rounds_fit_the_mock() {
-        assert!(NexmarkBenchOptions::new("q9", 10).is_err());
+    fn options_are_checked() {
+        assert!(NexmarkBenchOptions::new("q6", 10).is_err());
         let mut opts = NexmarkBenchOptions::new("Q1", 0).expect("q1");
         assert!(opts.validate().is_err(), "0 events");
         opts.events = 10;
         opts.partitions = 0;
         assert!(opts.validate().is_err(), "0 partitions");
-        // A round's bids per partition stay below the bytes a mock partition keeps.
-        let bids_per_partition = EventKind::Bid.count_in(round_events(4)) / 4;
-        assert!(bids_per_partition as usize * BID_JSON_BYTES_MAX <= ROUND_PARTITION_BYTES_MAX);
-        assert!(bids_per_partition > 1_000);
+        opts.partitions = 1;
+        opts.round_partition_bytes = ROUND_PARTITION_BYTES_MAX + 1;
+        assert!(opts.validate().is_err(), "rounds too large for the mock");
+    }
+
+    #[test]
+    fn json_bytes_bounds_hold() {
+        let mut generator = NexmarkGenerator::new(StreamConfig::default());
+        let mut longest = [0usize; 3];
+        let mut line = Vec::new();
+        for n in 0..200_000 {
+            line.clear();
+            write_event_json(&generator.event(n), &mut line);
+            let kind = EventKind::of(n);
+            longest[kind as usize] = longest[kind as usize].max(line.len());
+        }
+        for kind in EventKind::ALL {
+            let (got, bound) = (longest[kind as usize], json_bytes_max(kind));
+            assert!(got <= bound && got > bound / 2, "{kind:?}: {got} bytes");
+        }
+    }
+
+    /// Every partition of every topic of a round, counted event by event, stays within the
+    /// round's bytes; with 2 partitions, for example, all persons land on partition 0.
+    #[test]
+    fn rounds_fit_the_mock_per_partition() {
+        let tables_of_queries = [BIDS, PERSONS_AUCTIONS, AUCTIONS_BIDS];
+        for partitions in [1usize, 2, 3, 4, 7, 10, 25, 64] {
+            for tables in tables_of_queries {
+                for bytes in [ROUND_PARTITION_BYTES_MIN, ROUND_PARTITION_BYTES_MAX] {
+                    let round = round_events(tables, partitions, bytes);
+                    // A round a few cycles in, so it starts off a period boundary too.
+                    let first = 7 * PROPORTION_DENOMINATOR + 3;
+                    // Bytes per (kind, partition): each kind has a topic of its own.
+                    let mut per_partition = vec![0usize; 3 * partitions];
+                    for n in (first..first + round).filter(|n| tables.contains(&EventKind::of(*n)))
+                    {
+                        let kind = EventKind::of(n);
+                        let slot = kind as usize * partitions + (n % partitions as u64) as usize;
+                        per_partition[slot] += json_bytes_max(kind);
+                    }
+                    let fullest = per_partition.iter().max().copied().unwrap_or(0);
+                    assert!(fullest <= bytes, "{partitions} {tables:?} {bytes}");
+                    assert!(
+                        fullest * 2 > bytes,
+                        "{partitions} {tables:?}: a round fills"
+                    );
+                }
+            }
+        }
+        // Persons and auctions are larger but rarer than bids: a round of auctions and
+        // bids is set by the bids.
+        let bids = round_events(BIDS, 4, ROUND_PARTITION_BYTES_MAX);
+        assert_eq!(
+            round_events(AUCTIONS_BIDS, 4, ROUND_PARTITION_BYTES_MAX),
+            bids
+        );
+        assert!(round_events(PERSONS_AUCTIONS, 4, ROUND_PARTITION_BYTES_MAX) > bids);
+    }
+
+    /// Each table of a join reads its own kind: the `nexmark` source its `nexmark.table`,
+    /// the Kafka source its own topic.
+    #[test]
+    fn each_table_gets_its_own_options() {
+        let query = NexmarkBenchOptions::new("q3", 10).expect("q3").query;
+        let program =
+            program(&query, |kind| vec![("topic", round_topic(kind, 4))]).expect("q3's program");
+        for kind in [EventKind::Person, EventKind::Auction] {
+            let table = program
+                .tables
+                .values()
+                .find(|t| t.name.eq_ignore_ascii_case(kind.name()))
+                .expect("the table");
+            assert_eq!(table.options.get("topic"), Some(&round_topic(kind, 4)));
+        }
     }
 }

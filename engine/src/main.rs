@@ -289,7 +289,10 @@ fn init_logging() {
                 // librdkafka's own client logs repeat every failed connection attempt; spillway
                 // reports what matters itself (RUST_LOG=librdkafka=warn shows them again).
                 .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new("warn,librdkafka=off,rdkafka::client=off")
+                    tracing_subscriber::EnvFilter::new(format!(
+                        "warn,{}",
+                        spillway_engine::serve::QUIET_TARGETS
+                    ))
                 }),
         )
         .with_writer(std::io::stderr)

@@ -36,8 +36,11 @@ use crate::serve_prometheus::{self, JobSample};
 /// How often the main thread checks signals and jobs.
 const SUPERVISE_INTERVAL_MS: u64 = 50;
 /// Log targets silenced unless the level names them (librdkafka repeats every failed
-/// connection attempt; spillway reports what matters itself).
-const QUIET_TARGETS: &str = "librdkafka=off,rdkafka::client=off";
+/// connection attempt; spillway reports what matters itself). `rdkafka::consumer::base_consumer`
+/// logs an error when a consumer that spillway already closed (to leave its group in time)
+/// is dropped and closed again.
+pub const QUIET_TARGETS: &str =
+    "librdkafka=off,rdkafka::client=off,rdkafka::consumer::base_consumer=off";
 
 /// A failure of `spillway serve`.
 #[derive(Debug, thiserror::Error)]

@@ -309,6 +309,7 @@ impl SourceFactory for RepartitionSourceFactory {
             ),
             queues,
             consumer,
+            topic_c: std::ffi::CString::new(self.repartition_topic.as_str()).ok(),
             state: DedupeState {
                 repartition_topic: self.repartition_topic.clone(),
                 partition: self.partition,
@@ -358,6 +359,9 @@ pub struct RepartitionSource {
     /// Declared before `consumer`: its queue handles are released before the client.
     queues: NativeQueues,
     consumer: BaseConsumer,
+    /// The repartition topic's name for librdkafka's C calls (made once: the idle path asks
+    /// for the high watermark on every poll).
+    topic_c: Option<std::ffi::CString>,
     state: DedupeState,
     /// Whether the data partition was reported in `RawBatch::ended` (by the first poll).
     ended_reported: bool,
@@ -766,7 +770,7 @@ impl Source for RepartitionSource {
         if index != self.state.data_index {
             return None;
         }
-        let topic = std::ffi::CString::new(self.state.repartition_topic.as_str()).ok()?;
+        let topic = self.topic_c.as_ref()?;
         let (mut low, mut high) = (-1i64, -1i64);
         // SAFETY: the client handle lives as long as `self.consumer`; the topic is a valid
         // NUL-terminated string for the call; librdkafka writes only the two out-parameters.

@@ -1,4 +1,5 @@
-//! Several `spillway run` processes share one job through Kafka consumer groups (group mode,
+//! Several `spillway run` (or `serve`) processes share one job through Kafka consumer groups,
+//! on librdkafka's mock cluster and on tansu (group mode,
 //! `'scan.partition-assignment' = 'group'`): processes join, leave with SIGTERM and crash with
 //! SIGKILL while trades arrive, and the results their exactly-once filesystem sinks committed
 //! (under `<path>/partition-<r>/`) must equal the oracle's: each row once, none missing, none
